@@ -1,0 +1,52 @@
+# adherence-bot: `make run` starts the bot, `make test` runs every check. `make help` lists all.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.DEFAULT_GOAL := help
+.PHONY: help install run demo test lint format typecheck pytest migrate bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "adherence-bot needs Python 3.11")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP) ## Create .venv and install the bot with its dev tools
+
+run: $(STAMP) ## Set up and start the bot (needs TELEGRAM_BOT_TOKEN in .env)
+	$(BIN)/adherence-bot run
+
+demo: $(STAMP) ## Chat with the bot in this terminal, offline, no token needed
+	$(BIN)/adherence-bot demo
+
+migrate: $(STAMP) ## Apply database migrations
+	$(BIN)/adherence-bot db upgrade
+
+test: $(STAMP) lint typecheck pytest ## Set up and run ruff, mypy and the whole test suite
+
+lint: $(STAMP) ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP) ## Reformat the code with ruff
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: $(STAMP) ## mypy on bot/ and handlers/
+	$(BIN)/mypy
+
+pytest: $(STAMP) ## Run the tests (PostgreSQL ones need TEST_POSTGRES_URL)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP) ## Run the benchmarks in bench/
+	$(BIN)/python bench/dispatch_bench.py
+
+clean: ## Remove .venv and caches (keeps data/)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

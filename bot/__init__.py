@@ -1,0 +1,1 @@
+"""adherence-bot core: configuration, database, scheduling, sending. No Telegram UI here."""

@@ -1,0 +1,93 @@
+"""The composition root: builds the Application and registers every handler, in order.
+
+This is the one place in `bot/` that imports `handlers/`. Read it as the routing table.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from telegram import BotCommand, BotCommandScopeAllPrivateChats, Update
+from telegram.ext import Application, ContextTypes
+from telegram.request import BaseRequest
+
+from bot.config import Settings
+from bot.content import messages
+from bot.db import Database
+from bot.services import Services
+from handlers import checkin, errors, fallback, guards, lifecycle, onboarding
+from handlers.common import BotContext
+
+log = logging.getLogger(__name__)
+
+# Updates the bot asks Telegram for; my_chat_member tells us when she blocks or unblocks us.
+ALLOWED_UPDATES = [
+    Update.MESSAGE,
+    Update.EDITED_MESSAGE,
+    Update.CALLBACK_QUERY,
+    Update.MY_CHAT_MEMBER,
+]
+
+# Commands shown in Telegram's menu for private chats, in this order; labels come from content.
+PATIENT_COMMANDS = [
+    "checkin",
+    "settings",
+    "pause",
+    "resume",
+    "stop",
+    "help",
+    "privacy",
+    "delete_my_data",
+]
+
+BotApplication = Application[Any, BotContext, Any, Any, Services, Any]
+
+
+def register_handlers(app: BotApplication) -> None:
+    """Registers every handler; order matters within a group, and lower groups run first."""
+    # Group -1: replays are dropped before any flow sees them.
+    for handler in guards.HANDLERS:
+        app.add_handler(handler, group=-1)
+    # Group 0: the flows. Specific commands and buttons first, free text last.
+    for module in (onboarding, checkin, lifecycle, fallback):
+        for handler in module.HANDLERS:
+            app.add_handler(handler, group=0)
+    app.add_error_handler(errors.on_error)
+
+
+async def post_init(app: BotApplication) -> None:
+    """Publishes the command menu once the bot is connected."""
+    texts = messages("en")
+    commands = [BotCommand(name, texts.get(f"commands.{name}")) for name in PATIENT_COMMANDS]
+    await app.bot.set_my_commands(commands, scope=BotCommandScopeAllPrivateChats())
+    app.bot_data.bot_username = app.bot.username or ""
+
+
+def build_application(
+    settings: Settings,
+    db: Database,
+    *,
+    request: BaseRequest | None = None,
+    with_updater: bool = True,
+) -> BotApplication:
+    """Builds the Application: services, handlers, outbox renderers and the dispatcher job."""
+    context_types = ContextTypes(context=BotContext, bot_data=Services)
+    builder = (
+        Application.builder()
+        .token(settings.telegram_bot_token or "1:offline")
+        .context_types(context_types)
+        .post_init(post_init)
+    )
+    if settings.api_base_url:
+        builder = builder.base_url(settings.api_base_url)
+        builder = builder.base_file_url(settings.api_base_file_url or "")
+    if request is not None:
+        builder = builder.request(request).get_updates_request(request)
+    if not with_updater:
+        builder = builder.updater(None)
+    app: BotApplication = builder.build()
+    app.bot_data.configure(settings, db)
+    checkin.register_outbox(app.bot_data)
+    register_handlers(app)
+    return app

@@ -1,0 +1,163 @@
+"""Settings from the environment and `.env` (see `.env.example` for every variable)."""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+from functools import lru_cache
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot.paths import data_dir
+
+TOKEN_PATTERN = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
+_HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message says how to fix it."""
+
+
+def parse_hhmm(value: str) -> time:
+    """Parses 'HH:MM' (24 h) into a time, raising ValueError otherwise."""
+    match = _HHMM.match(value.strip())
+    if not match:
+        raise ValueError(f"expected HH:MM, got {value!r}")
+    return time(int(match.group(1)), int(match.group(2)))
+
+
+def _int_list(value: object) -> list[int]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, list | tuple):
+        return [int(v) for v in value]
+    return [int(part) for part in str(value).replace(";", ",").split(",") if part.strip()]
+
+
+class Settings(BaseSettings):
+    """All runtime configuration; one instance per process."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_file_encoding="utf-8")
+
+    # Telegram
+    telegram_bot_token: str | None = None
+    telegram_api_base_url: str | None = None
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    webhook_listen: str = "127.0.0.1"
+    webhook_port: int = 8443
+
+    # Storage
+    database_url: str = Field(default_factory=lambda: f"sqlite:///{data_dir() / 'adherence.db'}")
+
+    # Study
+    study_name: str = "Joint Pain Companion study"
+    emergency_number: str | None = None
+    open_enrollment: bool = False
+    default_timezone: str = "Europe/London"
+    default_checkin_time: str = "19:00"
+    default_locale: str = "en"
+
+    # Roles (comma-separated Telegram user ids)
+    admin_ids: Annotated[list[int], NoDecode] = []
+    coordinator_ids: Annotated[list[int], NoDecode] = []
+    researcher_ids: Annotated[list[int], NoDecode] = []
+    coordinator_chat_id: int | None = None
+
+    # Privacy
+    pseudonym_key: str | None = None
+
+    # Check-in timing
+    reminder_delay_minutes: int = 120
+    checkin_window_hours: int = 6
+    quiet_hours: str = "21:00-08:00"
+
+    # Dispatcher and sender
+    dispatch_interval_seconds: float = 10.0
+    global_rate_per_second: float = 28.0
+    send_lease_seconds: int = 120
+
+    @field_validator("admin_ids", "coordinator_ids", "researcher_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> list[int]:
+        try:
+            return _int_list(value)
+        except ValueError as exc:
+            raise ValueError("must be comma-separated whole numbers (Telegram user ids)") from exc
+
+    @field_validator("coordinator_chat_id", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+    @field_validator("default_checkin_time")
+    @classmethod
+    def _hhmm(cls, value: str) -> str:
+        parse_hhmm(value)
+        return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, value: str) -> str:
+        start, _, end = value.replace("–", "-").partition("-")
+        parse_hhmm(start)
+        parse_hhmm(end)
+        return value.replace("–", "-")
+
+    @property
+    def quiet_window(self) -> tuple[time, time]:
+        """Returns quiet hours as (start, end) local times; may wrap past midnight."""
+        start, _, end = self.quiet_hours.partition("-")
+        return parse_hhmm(start), parse_hhmm(end)
+
+    @property
+    def api_base_url(self) -> str | None:
+        """Returns the `.../bot` prefix PTB expects, given either the server root or the prefix."""
+        if not self.telegram_api_base_url:
+            return None
+        base = self.telegram_api_base_url.rstrip("/")
+        return base if base.endswith("/bot") else base + "/bot"
+
+    @property
+    def api_base_file_url(self) -> str | None:
+        """Returns the `.../file/bot` prefix for a self-hosted Bot API server."""
+        base = self.api_base_url
+        return None if base is None else base[: -len("/bot")] + "/file/bot"
+
+    def receivers_configured(self) -> bool:
+        """Tells whether anybody would receive a request for contact."""
+        return self.coordinator_chat_id is not None or bool(self.coordinator_ids)
+
+    def problems_for_run(self) -> list[str]:
+        """Lists what must be fixed before the real bot may start (empty when all is well)."""
+        problems: list[str] = []
+        token = self.telegram_bot_token
+        if not token:
+            problems.append("token_missing")
+        elif not TOKEN_PATTERN.match(token):
+            problems.append("token_malformed")
+        if not self.emergency_number:
+            problems.append("emergency_number_missing")
+        if not self.pseudonym_key or self.pseudonym_key in {"change-me", "changeme"}:
+            problems.append("pseudonym_key_missing")
+        return problems
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Returns the process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,275 @@
+"""All tables. Timestamps are timezone-aware UTC (`UTCDateTime`); Telegram ids are 64-bit."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+from bot.clock import now
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores aware datetimes as UTC; SQLite hands back naive values, so re-attach UTC on load."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def ts(*, nullable: bool = True, index: bool = False) -> Any:
+    """Returns a UTC timestamp column definition."""
+    return Field(
+        default=None,
+        sa_column=sa.Column(UTCDateTime(), nullable=nullable, index=index),
+    )
+
+
+def created_ts() -> Any:
+    """Returns a non-null UTC timestamp column that defaults to the bot clock."""
+    return Field(default_factory=now, sa_column=sa.Column(UTCDateTime(), nullable=False))
+
+
+def big(*, nullable: bool = True, unique: bool = False, index: bool = False) -> Any:
+    """Returns a 64-bit integer column (Telegram user and chat ids exceed 32 bits)."""
+    return Field(
+        default=None,
+        sa_column=sa.Column(sa.BigInteger(), nullable=nullable, unique=unique, index=index),
+    )
+
+
+class Lifecycle(StrEnum):
+    invited = "invited"
+    active = "active"
+    paused = "paused"
+    withdrawn = "withdrawn"
+    deleted = "deleted"
+
+
+class CheckInStatus(StrEnum):
+    scheduled = "scheduled"
+    sent = "sent"
+    partial = "partial"
+    completed = "completed"
+    missed = "missed"
+
+
+class MissedReason(StrEnum):
+    """The closed list of reasons a check-in was not completed."""
+
+    not_sent_outage = "not_sent_outage"
+    no_answer = "no_answer"
+    closed_partial = "closed_partial"
+    blocked = "blocked"
+    paused = "paused"
+    withdrawn = "withdrawn"
+
+
+class CheckInOrigin(StrEnum):
+    scheduled = "scheduled"
+    on_demand = "on_demand"
+
+
+class OutboxState(StrEnum):
+    queued = "queued"
+    sending = "sending"
+    sent = "sent"
+    failed = "failed"
+    uncertain = "uncertain"
+    cancelled = "cancelled"
+
+
+# A study arm or site group that invites point to.
+class Cohort(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(unique=True, index=True, max_length=64)
+    created_at: datetime = created_ts()
+
+
+# A deep-link code that lets a person join a cohort.
+class Invite(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(unique=True, index=True, max_length=64)
+    cohort_id: int = Field(foreign_key="cohort.id")
+    site_study_id: str | None = Field(default=None, max_length=64)
+    expires_at: datetime | None = ts()
+    max_uses: int = 1
+    uses: int = 0
+    created_at: datetime = created_ts()
+
+
+# One person in the study. Lifecycle (status) and reachability are separate facts.
+class Participant(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    telegram_user_id: int | None = big(unique=True, index=True)
+    chat_id: int | None = big()
+    pseudonym: str = Field(unique=True, index=True, max_length=64)
+    locale: str = Field(default="en", max_length=16)
+    country: str | None = Field(default=None, max_length=2)
+    timezone: str | None = Field(default=None, max_length=64)
+    cohort_id: int | None = Field(default=None, foreign_key="cohort.id")
+    invite_id: int | None = Field(default=None, foreign_key="invite.id")
+    site_study_id: str | None = Field(default=None, max_length=64)
+    status: str = Field(default=Lifecycle.invited, max_length=16, index=True)
+    reachable: bool = True
+    unreachable_since: datetime | None = ts()
+    paused_until: datetime | None = ts()
+    medicine: str | None = Field(default=None, max_length=32)
+    therapy_started: str | None = Field(default=None, max_length=32)
+    consent_version: str | None = Field(default=None, max_length=32)
+    onboarded_at: datetime | None = ts()
+    # What the next free-text message means (e.g. "onb:time", "note:<checkin id>"); kept here,
+    # not in process memory, so any worker can continue the conversation.
+    awaiting: str | None = Field(default=None, max_length=64)
+    created_at: datetime = created_ts()
+    withdrawn_at: datetime | None = ts()
+    deleted_at: datetime | None = ts()
+
+
+# Consent given (and possibly withdrawn) to one version of the consent text.
+class Consent(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    participant_id: int = Field(foreign_key="participant.id", index=True)
+    version: str = Field(max_length=32)
+    accepted_at: datetime = created_ts()
+    withdrawn_at: datetime | None = ts()
+
+
+# When she wants her check-ins: a local time on some weekdays, in an IANA zone.
+class Schedule(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    participant_id: int = Field(foreign_key="participant.id", index=True)
+    local_time: str = Field(max_length=5)  # "HH:MM"
+    weekdays: str = Field(default="0123456", max_length=7)  # Monday=0
+    timezone: str = Field(max_length=64)
+    active: bool = True
+    created_at: datetime = created_ts()
+
+
+# One check-in: a questionnaire sent (or due) at one instant, with its outcome.
+class CheckIn(SQLModel, table=True):
+    __table_args__ = (sa.UniqueConstraint("schedule_id", "due_at", name="uq_checkin_slot"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    participant_id: int = Field(foreign_key="participant.id", index=True)
+    schedule_id: int | None = Field(default=None, foreign_key="schedule.id")
+    origin: str = Field(default=CheckInOrigin.scheduled, max_length=16)
+    questionnaire_id: str = Field(max_length=64)
+    questionnaire_version: str = Field(max_length=16)
+    due_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False, index=True))
+    window_closes_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    queued_at: datetime | None = ts()
+    sent_at: datetime | None = ts()
+    first_answer_at: datetime | None = ts()
+    closed_at: datetime | None = ts()
+    status: str = Field(default=CheckInStatus.scheduled, max_length=16, index=True)
+    missed_reason: str | None = Field(default=None, max_length=32)
+    reminder_count: int = 0
+    next_reminder_at: datetime | None = ts(index=True)
+    message_ids: str = Field(default="", max_length=512)  # comma-separated Telegram message ids
+    created_at: datetime = created_ts()
+
+
+# One answer per check-in and item; the latest value while the check-in is open.
+class Answer(SQLModel, table=True):
+    __table_args__ = (sa.UniqueConstraint("checkin_id", "item_code", name="uq_answer_item"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    checkin_id: int = Field(foreign_key="checkin.id", index=True)
+    item_code: str = Field(max_length=32)
+    value: str = Field(max_length=2000)
+    answered_at: datetime = created_ts()
+    update_id: int | None = big()
+    first_value: str = Field(default="", max_length=2000)
+    first_answered_at: datetime | None = ts()
+    corrections: int = 0
+
+
+# The value an answer had before a correction, for researchers.
+class AnswerHistory(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    answer_id: int = Field(foreign_key="answer.id", index=True)
+    old_value: str = Field(max_length=2000)
+    old_answered_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    changed_at: datetime = created_ts()
+    update_id: int | None = big()
+
+
+# Every message the bot starts (check-ins, reminders, broadcasts, alerts) goes through here.
+class OutgoingMessage(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32, index=True)  # checkin, reminder, broadcast, alert, ...
+    participant_id: int | None = Field(default=None, foreign_key="participant.id", index=True)
+    chat_id: int = big(nullable=False)
+    checkin_id: int | None = Field(default=None, foreign_key="checkin.id", index=True)
+    payload: str = Field(default="{}", max_length=8000)  # JSON: message key and parameters
+    state: str = Field(default=OutboxState.queued, max_length=16, index=True)
+    not_before: datetime = created_ts()
+    lease_until: datetime | None = ts()
+    attempts: int = 0
+    uncertain: bool = False
+    last_error: str | None = Field(default=None, max_length=200)
+    telegram_message_id: int | None = big()
+    sent_at: datetime | None = ts()
+    created_at: datetime = created_ts()
+
+
+# Shared send pacing across processes: the earliest instant the next send under a key may go.
+class RateSlot(SQLModel, table=True):
+    key: str = Field(primary_key=True, max_length=64)
+    next_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+
+
+# Update ids already handled (a set kept ~7 days; Telegram may restart ids after a quiet week).
+class ProcessedUpdate(SQLModel, table=True):
+    update_id: int = Field(
+        sa_column=sa.Column(sa.BigInteger(), primary_key=True, autoincrement=False)
+    )
+    processed_at: datetime = created_ts()
+
+
+# Who did what, when: exports, role changes, deletions. Never patient text.
+class AuditEvent(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = created_ts()
+    actor: str = Field(max_length=64)  # "participant:<pseudonym>", "cli", "admin:<pseudonym>"
+    action: str = Field(max_length=64)
+    subject: str | None = Field(default=None, max_length=64)  # a pseudonym, never a Telegram id
+    detail: str | None = Field(default=None, max_length=500)
+
+
+__all__ = [
+    "Answer",
+    "AnswerHistory",
+    "AuditEvent",
+    "CheckIn",
+    "CheckInOrigin",
+    "CheckInStatus",
+    "Cohort",
+    "Consent",
+    "Invite",
+    "Lifecycle",
+    "MissedReason",
+    "OutboxState",
+    "OutgoingMessage",
+    "Participant",
+    "ProcessedUpdate",
+    "RateSlot",
+    "Schedule",
+]

@@ -1,0 +1,43 @@
+"""The shared objects every handler and job reaches through `context.bot_data`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bot.config import Settings
+from bot.db import Database
+from bot.outbox import AfterSend, Renderer
+
+if TYPE_CHECKING:
+    from bot.clock import Sleeper
+
+
+class Services:
+    """Settings, database and outbox renderers; configured once by the composition root."""
+
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+        self._db: Database | None = None
+        self.renderers: dict[str, Renderer] = {}
+        self.after_send: dict[str, AfterSend] = {}
+        self.sleep: Sleeper | None = None
+        self.bot_username: str = ""
+
+    def configure(self, settings: Settings, db: Database) -> None:
+        """Fills in the settings and the database."""
+        self._settings = settings
+        self._db = db
+
+    @property
+    def settings(self) -> Settings:
+        """Returns the settings (configured at start-up)."""
+        if self._settings is None:
+            raise RuntimeError("Services.configure() was not called")
+        return self._settings
+
+    @property
+    def db(self) -> Database:
+        """Returns the database (configured at start-up)."""
+        if self._db is None:
+            raise RuntimeError("Services.configure() was not called")
+        return self._db

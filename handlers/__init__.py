@@ -1,0 +1,1 @@
+"""Telegram flows: parse an update, call `bot/`, render the reply. One module per flow."""

@@ -1,0 +1,156 @@
+"""Fixtures: a real database, real PTB handlers, a fake Bot API at the transport layer."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from bot import clock
+from bot.app import BotApplication, build_application
+from bot.config import Settings
+from bot.db import Database
+from bot.devtools.fake_telegram import FakeMessage, FakeRequest, FakeTelegram
+from bot.devtools.updates import UpdateFactory
+
+# A Monday morning in winter (no daylight saving in Europe or the US on this day).
+START = datetime(2026, 1, 12, 9, 0, tzinfo=UTC)
+PATIENT = 5_000_000_001  # above 2**32: Telegram ids need 64 bits
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    """Returns settings for a test run, ignoring any .env on the machine."""
+    values: dict[str, Any] = {
+        "telegram_bot_token": "123456:TEST-token_abc",
+        "database_url": database_url,
+        "emergency_number": "999",
+        "pseudonym_key": "test-pseudonym-key",
+        "open_enrollment": True,
+        "default_timezone": "Europe/London",
+        "default_checkin_time": "19:00",
+        "reminder_delay_minutes": 120,
+        "checkin_window_hours": 6,
+        "quiet_hours": "21:00-08:00",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture(autouse=True)
+def frozen_clock() -> Iterator[None]:
+    """Starts every test at the same instant; tests move time with `clock.advance`."""
+    clock.freeze(START)
+    yield
+    clock.reset()
+
+
+@dataclass
+class Harness:
+    """Real Application + real database + fake Bot API, driven the way Telegram would."""
+
+    app: BotApplication
+    fake: FakeTelegram
+    updates: UpdateFactory
+    db: Database
+    settings: Settings
+
+    async def process(self, update: Any) -> None:
+        """Feeds one update through every registered handler."""
+        await self.app.process_update(update)
+
+    async def send(self, user_id: int, text: str, **kwargs: Any) -> None:
+        """She types a message."""
+        await self.process(self.updates.message(user_id, text, **kwargs))
+
+    async def command(self, user_id: int, command: str, *args: str) -> None:
+        """She sends a /command."""
+        await self.process(self.updates.command(user_id, command, *args))
+
+    def find_button(self, chat_id: int, label_or_data: str) -> tuple[FakeMessage, str]:
+        """Returns the newest message with a button matching the label or callback data."""
+        for message in reversed(self.fake.chat(chat_id)):
+            for label, data in message.buttons():
+                if label_or_data in (label, data):
+                    return message, data
+        raise AssertionError(f"no button {label_or_data!r} in chat {chat_id}")
+
+    async def press(
+        self, user_id: int, label_or_data: str, *, message: FakeMessage | None = None
+    ) -> None:
+        """She taps a button (by label or by callback data)."""
+        if message is None:
+            message, data = self.find_button(user_id, label_or_data)
+        else:
+            data = next(
+                (d for lbl, d in message.buttons() if label_or_data in (lbl, d)), label_or_data
+            )
+        await self.process(self.updates.callback(user_id, data, message))
+
+    def texts(self, chat_id: int) -> list[str]:
+        """Returns every text the chat has received."""
+        return self.fake.texts(chat_id)
+
+    def last(self, chat_id: int) -> FakeMessage:
+        """Returns the newest message in the chat."""
+        return self.fake.last(chat_id)
+
+
+async def make_harness(database_url: str, **overrides: Any) -> Harness:
+    """Builds and initialises a harness over an empty database."""
+    settings = make_settings(database_url, **overrides)
+    db = Database(database_url)
+    await db.create_all()
+    fake = FakeTelegram()
+    app = build_application(settings, db, request=FakeRequest(fake), with_updater=False)
+    await app.initialize()
+    if app.post_init:
+        await app.post_init(app)
+    return Harness(app=app, fake=fake, updates=UpdateFactory(app.bot), db=db, settings=settings)
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+    """A fresh bot over a fresh SQLite file."""
+    h = await make_harness(f"sqlite:///{tmp_path / 'test.db'}")
+    yield h
+    await h.app.shutdown()
+    await h.db.dispose()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test, dropped afterwards.
+
+    Skips when TEST_POSTGRES_URL is unset; `.ci/run` sets it and fails on any skip.
+    """
+    base = os.environ.get("TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("TEST_POSTGRES_URL is not set")
+    name = f"adh_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(
+        base.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = base.rsplit("/", 1)[0] + "/" + name
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any) -> None:
+    """Under CI (FAIL_ON_SKIP=1) a skipped test fails the run: PostgreSQL must be tested."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if os.environ.get("FAIL_ON_SKIP") == "1" and skipped:
+        terminalreporter.write_line(f"FAIL_ON_SKIP: {len(skipped)} test(s) skipped", red=True)
+        terminalreporter._session.exitstatus = 1

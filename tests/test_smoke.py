@@ -1,0 +1,20 @@
+"""The application starts over a fresh database and publishes its command menu."""
+
+from __future__ import annotations
+
+from tests.conftest import Harness
+
+
+async def test_command_menu_is_published_for_private_chats(harness: Harness) -> None:
+    menus = harness.fake.calls_to("setMyCommands")
+    assert len(menus) == 1
+    names = [c["command"] for c in menus[0]["commands"]]
+    assert names[:2] == ["checkin", "settings"]
+    assert "delete_my_data" in names
+
+
+async def test_replayed_update_is_dropped(harness: Harness) -> None:
+    from bot.updates_seen import claim_update
+
+    assert await claim_update(harness.db, 42) is True
+    assert await claim_update(harness.db, 42) is False
