@@ -93,6 +93,12 @@ class Harness:
             )
         await self.process(self.updates.callback(user_id, data, message))
 
+    async def tick(self) -> Any:
+        """Runs one dispatcher tick (plan due check-ins, reminders, send the outbox)."""
+        from bot.dispatcher import run_tick
+
+        return await run_tick(self.app.bot_data, self.app.bot)
+
     def texts(self, chat_id: int) -> list[str]:
         """Returns every text the chat has received."""
         return self.fake.texts(chat_id)
