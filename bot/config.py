@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     # Telegram
     telegram_bot_token: str | None = None
     telegram_api_base_url: str | None = None
+    # Only for `invite create` without a token: the bot's @username, to build t.me links.
+    bot_username: str | None = None
     webhook_url: str | None = None
     webhook_secret: str | None = None
     webhook_listen: str = "127.0.0.1"

@@ -12,6 +12,16 @@ from sqlmodel import Field, SQLModel
 
 from bot.clock import now
 
+# Named constraints: SQLite batch migrations can only drop or alter what has a name, and the
+# names then match on PostgreSQL too. Must be set before the first table class below.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Stores aware datetimes as UTC; SQLite hands back naive values, so re-attach UTC on load."""
