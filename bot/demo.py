@@ -1,0 +1,337 @@
+"""The offline demo: chat with the real bot in a terminal as a patient, with no token.
+
+The same Application, handlers, database code and dispatcher run as in production; only the
+Bot API is an in-process fake (`FakeTelegram`). Inline buttons are shown as numbered choices,
+and `:next` jumps the one clock to her next check-in so it can be tried at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from bot import clock
+from bot.app import BotApplication, build_application
+from bot.config import Settings
+from bot.content import t
+from bot.db import Database
+from bot.devtools.fake_telegram import FakeMessage, FakeRequest, FakeTelegram
+from bot.devtools.updates import UpdateFactory
+from bot.models import CheckIn, CheckInStatus, OutboxState, OutgoingMessage, Participant
+from bot.paths import data_dir
+
+DEMO_USER_ID = 5_000_000_042  # above 2**32, like real Telegram ids
+DEMO_TOKEN = "123456:offline-demo"
+DEMO_PSEUDONYM_KEY = "offline-demo-only-pseudonym-key"
+DEMO_EMERGENCY_NUMBER = "112"
+INDENT = "     "
+
+Writer = Callable[[str], None]
+
+
+def demo_settings(base: Settings, database_url: str) -> Settings:
+    """Returns the settings for the demo: offline, open enrollment, demo-only secrets."""
+    return base.model_copy(
+        update={
+            "telegram_bot_token": DEMO_TOKEN,
+            "telegram_api_base_url": None,
+            "webhook_url": None,
+            "database_url": database_url,
+            "open_enrollment": True,
+            # Never the study's real key: demo pseudonyms must not match real ones.
+            "pseudonym_key": DEMO_PSEUDONYM_KEY,
+            "emergency_number": base.emergency_number or DEMO_EMERGENCY_NUMBER,
+        }
+    )
+
+
+class Demo:
+    """One demo session: the real bot over a fake Bot API, printing what the patient sees."""
+
+    def __init__(self, settings: Settings, write: Writer, *, user_id: int = DEMO_USER_ID):
+        self.settings = settings
+        self.write = write
+        self.user_id = user_id
+        self.fake = FakeTelegram()
+        self.db = Database(settings.database_url)
+        self.app: BotApplication = build_application(
+            settings, self.db, request=FakeRequest(self.fake), with_updater=False
+        )
+        # The rate limiter waits by moving the demo clock, so nothing stalls in real time.
+        self.app.bot_data.sleep = clock.virtual_sleep
+        self.updates = UpdateFactory(self.app.bot)
+        self._seen: dict[int, str] = {}
+        self._popups = 0
+
+    async def start(self) -> None:
+        """Connects the application to the fake server and prints the welcome."""
+        await self.app.initialize()
+        if self.app.post_init:
+            await self.app.post_init(self.app)
+        self.write(t("cli.demo.welcome", study=self.settings.study_name))
+
+    async def stop(self) -> None:
+        """Shuts the application and the database down."""
+        await self.app.shutdown()
+        await self.db.dispose()
+
+    # ------------------------------------------------------------ one line of input
+
+    async def handle(self, line: str) -> bool:
+        """Acts on one line of input; returns False when the person asked to quit."""
+        text = line.strip()
+        if not text:
+            return True
+        if text.startswith(":"):
+            return await self._demo_command(text)
+        if text.isdigit():
+            if not await self._press(int(text)):
+                return True
+        else:
+            await self.app.process_update(self.updates.message(self.user_id, text))
+        await self._tick(quiet=True)
+        self.show_new(say_if_none=True)
+        return True
+
+    async def _demo_command(self, text: str) -> bool:
+        name, _, rest = text.partition(" ")
+        if name in {":quit", ":q", ":exit"}:
+            return False
+        if name == ":help":
+            self.write(t("cli.demo.help"))
+        elif name == ":say" and rest.strip():
+            await self.app.process_update(self.updates.message(self.user_id, rest.strip()))
+            await self._tick(quiet=True)
+            self.show_new(say_if_none=True)
+        elif name == ":next":
+            await self._jump_to_next()
+        elif name == ":wait":
+            await self._wait(rest.strip())
+        elif name == ":tick":
+            await self._tick(quiet=False)
+            self.show_new()
+        elif name == ":time":
+            local, zone = await self._local_now()
+            utc = clock.now().strftime("%H:%M")
+            self.write(t("cli.demo.clock", local=local, zone=zone, utc=utc))
+        else:
+            self.write(t("cli.demo.unknown_command", command=name))
+        return True
+
+    async def _press(self, number: int) -> bool:
+        """Presses the N-th button of the newest message with buttons; False if there is none."""
+        message = self.newest_with_buttons()
+        if message is None:
+            self.write(t("cli.demo.no_buttons"))
+            return False
+        buttons = message.buttons()
+        if not 1 <= number <= len(buttons):
+            self.write(t("cli.demo.no_such_button", number=number, count=len(buttons)))
+            return False
+        _label, data = buttons[number - 1]
+        await self.app.process_update(self.updates.callback(self.user_id, data, message))
+        return True
+
+    async def _tick(self, *, quiet: bool) -> None:
+        """Runs one dispatcher tick, as the bot's periodic job would."""
+        try:
+            from bot.dispatcher import run_tick
+        except ImportError:
+            if not quiet:
+                self.write(t("cli.demo.tick_unavailable"))
+            return
+        await run_tick(self.app.bot_data, self.app.bot)
+
+    async def _jump_to_next(self) -> None:
+        target = await self.next_event_at()
+        if target is None:
+            self.write(t("cli.demo.nothing_planned"))
+            return
+        delta = target - clock.now()
+        if delta > timedelta(0):
+            clock.advance(delta + timedelta(seconds=1))
+            local, zone = await self._local_now()
+            minutes = round(delta.total_seconds() / 60)
+            self.write(t("cli.demo.jumped", minutes=minutes, local=local, zone=zone))
+        await self._tick(quiet=False)
+        self.show_new()
+
+    async def _wait(self, minutes_text: str) -> None:
+        if not minutes_text.isdigit():
+            self.write(t("cli.demo.bad_minutes"))
+            return
+        clock.advance(timedelta(minutes=int(minutes_text)))
+        local, zone = await self._local_now()
+        self.write(t("cli.demo.waited", minutes=int(minutes_text), local=local, zone=zone))
+        await self._tick(quiet=False)
+        self.show_new()
+
+    # ------------------------------------------------------------ what is planned
+
+    async def _participant(self) -> Participant | None:
+        async with self.db.session() as session:
+            query = select(Participant).where(Participant.telegram_user_id == self.user_id)
+            return (await session.exec(query)).first()
+
+    async def next_event_at(self) -> datetime | None:
+        """Returns when her next check-in, reminder or held message falls due, if any."""
+        participant = await self._participant()
+        if participant is None or participant.id is None:
+            return None
+        pid = participant.id
+        async with self.db.session() as session:
+            due = (
+                await session.exec(
+                    select(func.min(CheckIn.due_at)).where(
+                        CheckIn.participant_id == pid,
+                        CheckIn.status == CheckInStatus.scheduled,
+                    )
+                )
+            ).first()
+            reminder = (
+                await session.exec(
+                    select(func.min(CheckIn.next_reminder_at)).where(
+                        CheckIn.participant_id == pid,
+                        col(CheckIn.status).in_([CheckInStatus.sent, CheckInStatus.partial]),
+                    )
+                )
+            ).first()
+            held = (
+                await session.exec(
+                    select(func.min(OutgoingMessage.not_before)).where(
+                        OutgoingMessage.participant_id == pid,
+                        OutgoingMessage.state == OutboxState.queued,
+                    )
+                )
+            ).first()
+        found = [_aware(v) for v in (due, reminder, held) if v is not None]
+        return min(found) if found else None
+
+    async def _local_now(self) -> tuple[str, str]:
+        participant = await self._participant()
+        zone = (participant.timezone if participant else None) or self.settings.default_timezone
+        local = clock.now().astimezone(ZoneInfo(zone)).strftime("%a %d %b %H:%M")
+        return local, zone
+
+    # ------------------------------------------------------------ showing the chat
+
+    def newest_with_buttons(self) -> FakeMessage | None:
+        """Returns the newest message in her chat that still has inline buttons."""
+        for message in reversed(self.fake.chat(self.user_id)):
+            if message.buttons():
+                return message
+        return None
+
+    def show_new(self, *, say_if_none: bool = False) -> int:
+        """Prints messages sent or edited since the last call and pop-ups; returns how many."""
+        shown = 0
+        for message in self.fake.chat(self.user_id):
+            snapshot = json.dumps([message.text, message.reply_markup], sort_keys=True)
+            previous = self._seen.get(message.message_id)
+            if previous == snapshot:
+                continue
+            label = t("cli.demo.bot") if previous is None else t("cli.demo.updated")
+            self._seen[message.message_id] = snapshot
+            self.write(render_message(label, message))
+            shown += 1
+        popups = self.fake.answered_callbacks[self._popups :]
+        self._popups = len(self.fake.answered_callbacks)
+        for answer in popups:
+            if answer.get("text"):
+                self.write(f"{t('cli.demo.popup')}: {answer['text']}\n")
+                shown += 1
+        if shown == 0 and say_if_none:
+            self.write(t("cli.demo.nothing_new"))
+        return shown
+
+
+def _aware(value: datetime) -> datetime:
+    # Aggregates bypass the column type, so SQLite hands back a naive UTC value.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def render_message(label: str, message: FakeMessage) -> str:
+    """Formats one bot message for the terminal, with its buttons numbered."""
+    lines = message.text.splitlines() or [""]
+    out = [f"{label}: {lines[0]}"] + [f"{INDENT}{line}" for line in lines[1:]]
+    number = 0
+    for row in message.button_rows():
+        cells = []
+        for text, _data in row:
+            number += 1
+            cells.append(f"[{number}] {text}")
+        out.append(INDENT + "   ".join(cells))
+    return "\n".join(out) + "\n"
+
+
+async def run_demo(
+    lines: Iterable[str], write: Writer, *, settings: Settings, echo: bool = False
+) -> Demo:
+    """Drives one demo session from `lines` until they end or `:quit`; returns the session."""
+    demo = Demo(settings, write)
+    await demo.start()
+    try:
+        for line in lines:
+            if echo:
+                write(f"{t('cli.demo.prompt')}{line.rstrip()}")
+            if not await demo.handle(line):
+                break
+    finally:
+        await demo.stop()
+    write(t("cli.demo.bye"))
+    return demo
+
+
+def _tty_lines(prompt: str) -> Iterator[str]:
+    while True:
+        try:
+            yield input(prompt)
+        except EOFError:
+            return
+
+
+def fresh_database(path: Path, *, keep: bool) -> str:
+    """Returns the demo's SQLite URL, removing last run's file unless asked to keep it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not keep:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return f"sqlite:///{path}"
+
+
+def main(*, keep: bool = False, database: str | None = None) -> int:
+    """Runs the demo in this terminal (or from a pipe) and returns the exit code."""
+    from bot.cli import EXIT_CONFIG, load_settings
+    from bot.logging_setup import configure_logging
+    from bot.migrate import upgrade_to_head
+
+    base = load_settings()
+    if base is None:
+        return EXIT_CONFIG
+    path = Path(database) if database else data_dir() / "demo.db"
+    url = fresh_database(path, keep=keep)
+    configure_logging(logging.WARNING)
+    upgrade_to_head(url)
+    settings = demo_settings(base, url)
+    print(t("cli.demo.database", path=path), flush=True)
+    interactive = sys.stdin.isatty()
+    lines: Iterable[str] = _tty_lines(t("cli.demo.prompt")) if interactive else sys.stdin
+
+    def write(text: str) -> None:
+        print(text, flush=True)
+
+    try:
+        asyncio.run(run_demo(lines, write, settings=settings, echo=not interactive))
+    except KeyboardInterrupt:
+        print(flush=True)
+        print(t("cli.demo.bye"), flush=True)
+    return 0
