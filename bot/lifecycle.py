@@ -1,0 +1,288 @@
+"""A participant's lifecycle (active, paused, withdrawn, deleted) and, separately, reachability.
+
+Lifecycle is what she chose; reachability is whether Telegram lets us write to her. They are
+kept apart so that unblocking the bot never undoes a pause or a withdrawal.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.audit import participant_actor, record_audit
+from bot.clock import now
+from bot.models import (
+    Answer,
+    AnswerHistory,
+    CheckIn,
+    CheckInStatus,
+    Consent,
+    Lifecycle,
+    MissedReason,
+    OutboxState,
+    OutgoingMessage,
+    Participant,
+    Schedule,
+)
+
+# Pause lengths a participant can pick; None means "until I resume".
+PAUSE_CHOICES: tuple[str, ...] = ("1w", "1m", "inf")
+
+OPEN_CHECKIN_STATES = (CheckInStatus.scheduled, CheckInStatus.sent, CheckInStatus.partial)
+# Kinds of outbox rows a pause holds back (the dispatcher closes their check-ins as paused).
+PAUSED_KINDS = ("checkin", "reminder")
+
+
+class LifecycleError(Exception):
+    """The requested change does not fit her current status (e.g. pausing a withdrawn person)."""
+
+
+def add_month(at: datetime) -> datetime:
+    """Returns the same instant a calendar month later (31 Jan becomes the last day of Feb)."""
+    year, month = (at.year + 1, 1) if at.month == 12 else (at.year, at.month + 1)
+    day = min(at.day, calendar.monthrange(year, month)[1])
+    return at.replace(year=year, month=month, day=day)
+
+
+def pause_end(*, choice: str, at: datetime) -> datetime | None:
+    """Returns when a pause picked as '1w', '1m' or 'inf' ends (None: until she resumes)."""
+    if choice == "1w":
+        return at + timedelta(days=7)
+    if choice == "1m":
+        return add_month(at)
+    if choice == "inf":
+        return None
+    raise ValueError(f"unknown pause choice {choice!r}")
+
+
+def is_paused(participant: Participant, at: datetime | None = None) -> bool:
+    """Tells whether her messages are paused now (a pause whose end has passed is over)."""
+    if participant.status != Lifecycle.paused:
+        return False
+    until = participant.paused_until
+    return until is None or until > (at or now())
+
+
+def can_pause(participant: Participant) -> bool:
+    """Tells whether she has check-ins that a pause would hold (active or already paused)."""
+    return participant.status in (Lifecycle.active, Lifecycle.paused)
+
+
+def has_left(participant: Participant) -> bool:
+    """Tells whether she has withdrawn or had her data deleted."""
+    return participant.status in (Lifecycle.withdrawn, Lifecycle.deleted)
+
+
+def lifecycle_stamp(participant: Participant) -> str:
+    """Returns a short fingerprint of her lifecycle state, carried in buttons to spot stale taps.
+
+    A button made before her state changed (she already paused, left, or resumed) carries an old
+    stamp, so a second or late tap changes nothing.
+    """
+    until = participant.paused_until.isoformat() if participant.paused_until else "-"
+    left = participant.withdrawn_at.isoformat() if participant.withdrawn_at else "-"
+    raw = f"{participant.id}|{participant.status}|{until}|{left}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:6]
+
+
+async def has_open_checkin(*, session: AsyncSession, participant_id: int) -> bool:
+    """Tells whether she has a check-in that was sent and is still open for answers."""
+    open_states = (CheckInStatus.sent, CheckInStatus.partial)
+    result = await session.exec(
+        select(CheckIn.id)
+        .where(CheckIn.participant_id == participant_id)
+        .where(col(CheckIn.status).in_(open_states))
+        .limit(1)
+    )
+    return result.first() is not None
+
+
+async def close_open_checkins(
+    *, session: AsyncSession, participant_id: int, reason: MissedReason
+) -> int:
+    """Closes every scheduled or open check-in of hers as missed with one reason."""
+    at = now()
+    result = await session.exec(
+        update(CheckIn)
+        .where(col(CheckIn.participant_id) == participant_id)
+        .where(col(CheckIn.status).in_(OPEN_CHECKIN_STATES))
+        .values(
+            status=CheckInStatus.missed,
+            missed_reason=reason,
+            closed_at=at,
+            next_reminder_at=None,
+        )
+    )
+    return int(result.rowcount or 0)
+
+
+async def cancel_queued_messages(
+    *, session: AsyncSession, participant_id: int, kinds: tuple[str, ...] | None = None
+) -> int:
+    """Cancels her outbox rows that are still waiting to be sent (optionally only some kinds)."""
+    statement = (
+        update(OutgoingMessage)
+        .where(col(OutgoingMessage.participant_id) == participant_id)
+        .where(col(OutgoingMessage.state) == OutboxState.queued)
+        .values(state=OutboxState.cancelled)
+    )
+    if kinds is not None:
+        statement = statement.where(col(OutgoingMessage.kind).in_(kinds))
+    result = await session.exec(statement)
+    return int(result.rowcount or 0)
+
+
+def _require_id(participant: Participant) -> int:
+    if participant.id is None:
+        raise LifecycleError("participant has not been saved")
+    return participant.id
+
+
+async def pause(
+    *, session: AsyncSession, participant: Participant, until: datetime | None
+) -> None:
+    """Pauses her messages until `until` (None: until she resumes); check-ins keep their slots.
+
+    The dispatcher still creates her scheduled check-ins and closes them as missed/paused, so
+    the record shows the gap; queued check-in and reminder messages are held back here.
+    """
+    if not can_pause(participant):
+        raise LifecycleError(f"cannot pause a participant who is {participant.status}")
+    if until is not None and until.tzinfo is None:
+        raise ValueError("pause end must be timezone-aware")
+    participant.status = Lifecycle.paused
+    participant.paused_until = until
+    session.add(participant)
+    await cancel_queued_messages(
+        session=session, participant_id=_require_id(participant), kinds=PAUSED_KINDS
+    )
+    await session.flush()
+
+
+async def resume(*, session: AsyncSession, participant: Participant) -> bool:
+    """Ends a pause; returns False (and changes nothing) when she was not paused."""
+    if participant.status != Lifecycle.paused:
+        return False
+    participant.status = Lifecycle.active
+    participant.paused_until = None
+    session.add(participant)
+    await session.flush()
+    return True
+
+
+async def withdraw(*, session: AsyncSession, participant: Participant) -> None:
+    """Takes her out of the study: no more messages, consent withdrawn, her data kept."""
+    if has_left(participant):
+        return
+    pid = _require_id(participant)
+    at = now()
+    participant.status = Lifecycle.withdrawn
+    participant.withdrawn_at = at
+    participant.paused_until = None
+    participant.awaiting = None
+    session.add(participant)
+    await session.exec(
+        update(Consent)
+        .where(col(Consent.participant_id) == pid)
+        .where(col(Consent.withdrawn_at).is_(None))
+        .values(withdrawn_at=at)
+    )
+    await session.exec(
+        update(Schedule).where(col(Schedule.participant_id) == pid).values(active=False)
+    )
+    await close_open_checkins(session=session, participant_id=pid, reason=MissedReason.withdrawn)
+    await cancel_queued_messages(session=session, participant_id=pid)
+    await record_audit(
+        session=session,
+        actor=participant_actor(participant),
+        action="withdraw",
+        subject=participant.pseudonym,
+    )
+    await session.flush()
+
+
+async def delete_participant_data(*, session: AsyncSession, participant: Participant) -> str:
+    """Erases her personal data and audits it; returns the pseudonym the audit event keeps.
+
+    Erased: Telegram user and chat ids, study id, medicine, start date, country, zone, her
+    schedules, every answer (notes included) and its history, and the chat id on her outbox
+    rows. Kept: consent rows (version and times only, to show what the study held and when),
+    check-in rows without answers (closed as missed/withdrawn if open), and an audit event
+    with her pseudonym, the time and the actor. The row itself gets a tombstone pseudonym, so
+    nothing left in it links back to her Telegram account and she may join again later.
+    """
+    pid = _require_id(participant)
+    pseudonym = participant.pseudonym
+    at = now()
+
+    checkin_ids = select(CheckIn.id).where(CheckIn.participant_id == pid)
+    answer_ids = select(Answer.id).where(col(Answer.checkin_id).in_(checkin_ids))
+    await session.exec(delete(AnswerHistory).where(col(AnswerHistory.answer_id).in_(answer_ids)))
+    await session.exec(delete(Answer).where(col(Answer.checkin_id).in_(checkin_ids)))
+
+    await close_open_checkins(session=session, participant_id=pid, reason=MissedReason.withdrawn)
+    await session.exec(
+        update(CheckIn)
+        .where(col(CheckIn.participant_id) == pid)
+        .values(schedule_id=None, message_ids="")
+    )
+    await session.exec(delete(Schedule).where(col(Schedule.participant_id) == pid))
+
+    await cancel_queued_messages(session=session, participant_id=pid)
+    await session.exec(
+        update(OutgoingMessage)
+        .where(col(OutgoingMessage.participant_id) == pid)
+        .values(chat_id=0, payload="{}", last_error=None)
+    )
+    await session.exec(
+        update(Consent)
+        .where(col(Consent.participant_id) == pid)
+        .where(col(Consent.withdrawn_at).is_(None))
+        .values(withdrawn_at=at)
+    )
+
+    participant.telegram_user_id = None
+    participant.chat_id = None
+    participant.site_study_id = None
+    participant.invite_id = None
+    participant.medicine = None
+    participant.therapy_started = None
+    participant.country = None
+    participant.timezone = None
+    participant.awaiting = None
+    participant.paused_until = None
+    participant.status = Lifecycle.deleted
+    participant.withdrawn_at = participant.withdrawn_at or at
+    participant.deleted_at = at
+    participant.pseudonym = f"deleted-{pid}"
+    session.add(participant)
+
+    await record_audit(
+        session=session,
+        actor=f"participant:{pseudonym}",
+        action="delete_my_data",
+        subject=pseudonym,
+    )
+    await session.flush()
+    return pseudonym
+
+
+async def mark_reachable(
+    *, session: AsyncSession, participant: Participant, reachable: bool
+) -> bool:
+    """Records whether Telegram lets us write to her; never touches her lifecycle status.
+
+    Returns True when the fact changed.
+    """
+    if participant.reachable == reachable:
+        return False
+    participant.reachable = reachable
+    participant.unreachable_since = None if reachable else now()
+    session.add(participant)
+    await session.flush()
+    return True
