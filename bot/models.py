@@ -264,6 +264,15 @@ class AuditEvent(SQLModel, table=True):
     detail: str | None = Field(default=None, max_length=500)
 
 
+# One time she opened an education page, with the page version she read (consented only).
+class PageView(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    participant_id: int = Field(foreign_key="participant.id", index=True)
+    page_id: str = Field(max_length=64, index=True)
+    page_version: str = Field(max_length=16)
+    viewed_at: datetime = created_ts()
+
+
 __all__ = [
     "Answer",
     "AnswerHistory",
@@ -278,6 +287,7 @@ __all__ = [
     "MissedReason",
     "OutboxState",
     "OutgoingMessage",
+    "PageView",
     "Participant",
     "ProcessedUpdate",
     "RateSlot",
