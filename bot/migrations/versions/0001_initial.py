@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 17:01:56.338392
+Create Date: 2026-11-26 17:06:33.078127
 """
 
 from collections.abc import Sequence
@@ -106,6 +106,19 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('consent', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_consent_participant_id'), ['participant_id'], unique=False)
+
+    op.create_table('pageview',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('participant_id', sa.Integer(), nullable=False),
+    sa.Column('page_id', sa.String(length=64), nullable=False),
+    sa.Column('page_version', sa.String(length=16), nullable=False),
+    sa.Column('viewed_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['participant_id'], ['participant.id'], name=op.f('fk_pageview_participant_id_participant')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_pageview'))
+    )
+    with op.batch_alter_table('pageview', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_pageview_page_id'), ['page_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_pageview_participant_id'), ['participant_id'], unique=False)
 
     op.create_table('schedule',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -239,6 +252,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_schedule_participant_id'))
 
     op.drop_table('schedule')
+    with op.batch_alter_table('pageview', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_pageview_participant_id'))
+        batch_op.drop_index(batch_op.f('ix_pageview_page_id'))
+
+    op.drop_table('pageview')
     with op.batch_alter_table('consent', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_consent_participant_id'))
 
