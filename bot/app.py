@@ -16,7 +16,7 @@ from bot.config import Settings
 from bot.content import messages
 from bot.db import Database
 from bot.services import Services
-from handlers import checkin, errors, fallback, guards, lifecycle, onboarding
+from handlers import checkin, errors, fallback, guards, lifecycle, onboarding, settings
 from handlers.common import BotContext
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def register_handlers(app: BotApplication) -> None:
     for handler in guards.HANDLERS:
         app.add_handler(handler, group=-1)
     # Group 0: the flows. Specific commands and buttons first, free text last.
-    for module in (onboarding, checkin, lifecycle, fallback):
+    for module in (onboarding, settings, checkin, lifecycle, fallback):
         for handler in module.HANDLERS:
             app.add_handler(handler, group=0)
     app.add_error_handler(errors.on_error)
@@ -89,5 +89,6 @@ def build_application(
     app: BotApplication = builder.build()
     app.bot_data.configure(settings, db)
     checkin.register_outbox(app.bot_data)
+    onboarding.register_outbox(app.bot_data)
     register_handlers(app)
     return app
