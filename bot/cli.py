@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import re
 import sys
 from collections.abc import Sequence
@@ -128,6 +129,8 @@ def _configure_logging(settings: Settings, level: str) -> None:
 
     secrets = [settings.telegram_bot_token or "", settings.pseudonym_key or ""]
     configure_logging(level, secrets=[s for s in secrets if s])
+    # Alembic announces each of its plugins at INFO; only the migrations themselves matter.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 # ---------------------------------------------------------------- run

@@ -172,7 +172,9 @@ class FakeBotApiServer:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                # The bot may hang up mid long-poll when it shuts down; that is not an error.
+                with suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(data)
 
             do_GET = _serve
             do_POST = _serve
