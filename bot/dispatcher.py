@@ -1,0 +1,550 @@
+"""The dispatcher tick: turns due rows into sends. The database is the source of truth.
+
+One periodic job (PTB JobQueue, `max_instances=1`, `coalesce=True`) calls `run_tick`, which
+in order: recovers sends whose lease ran out (outcome unknown -> uncertain), ends pauses that
+have expired, claims due check-ins (closing them with a reason when they cannot go, queuing
+them otherwise, and planning each schedule's next occurrence), queues reminders outside quiet
+hours, closes check-ins whose window has passed, and finally sends due outbox rows through
+`bot.sender`. On PostgreSQL every claim uses `FOR UPDATE SKIP LOCKED`, and every state change
+is a compare-and-set, so any number of dispatcher processes never send a row twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
+from telegram import Bot
+from telegram.ext import CallbackContext
+
+from bot import clock
+from bot.content import consent_text
+from bot.models import (
+    Answer,
+    CheckIn,
+    CheckInStatus,
+    Lifecycle,
+    MissedReason,
+    OutboxState,
+    OutgoingMessage,
+    Participant,
+    Schedule,
+)
+from bot.outbox import enqueue
+from bot.scheduling import (
+    has_pending,
+    in_quiet_hours,
+    new_checkin,
+    next_due,
+    participant_zone,
+    quiet_hours_end,
+    slot_taken,
+)
+from bot.sender import (
+    OPEN_STATUSES,
+    Outcome,
+    close_checkin,
+    participant_block,
+    release,
+    send_claimed,
+)
+from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+CLAIM_LIMIT = 500  # due check-ins handled per pass
+MAX_PLAN_PASSES = 3  # a catch-up may make a new row due at once; plan it in the same tick
+MAX_CATCH_UP = 400  # skipped occurrences recorded after a long outage, at most
+SEND_BATCH = 50  # outbox rows claimed at a time: about two seconds at the global rate
+MAX_UNCERTAIN_ATTEMPTS = 2
+QUIET_KINDS = ("reminder", "broadcast")  # check-ins are not held: she chose that time
+REMINDER_KIND = "reminder"
+CHECKIN_KIND = "checkin"
+RECONSENT_KIND = "reconsent"
+AWAITING_RECONSENT = "reconsent"
+
+_T = TypeVar("_T")
+
+
+@dataclass
+class TickReport:
+    """What one tick did, for logs, tests and the benchmark."""
+
+    recovered: int = 0  # sends whose lease ran out
+    uncertain: int = 0  # rows newly marked uncertain (lease ran out or timed out)
+    resumed: int = 0  # pauses that ended
+    checkins_queued: int = 0
+    held_for_consent: int = 0
+    reconsent_requested: int = 0
+    missed: dict[str, int] = field(default_factory=dict)
+    planned: int = 0
+    reminders_queued: int = 0
+    reminders_held: int = 0  # moved past her quiet hours
+    windows_closed: int = 0
+    held_quiet: int = 0  # outbox rows moved past quiet hours
+    sent: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    retried: int = 0
+    rate_limited: int = 0
+    blocked: int = 0
+    released: int = 0
+
+    def count_missed(self, reason: str) -> None:
+        """Counts one check-in closed as missed."""
+        self.missed[reason] = self.missed.get(reason, 0) + 1
+
+    @property
+    def missed_total(self) -> int:
+        """Returns how many check-ins this tick closed as missed."""
+        return sum(self.missed.values())
+
+    def count(self, outcome: Outcome) -> None:
+        """Counts one send outcome."""
+        if outcome == Outcome.sent:
+            self.sent += 1
+        elif outcome == Outcome.failed:
+            self.failed += 1
+        elif outcome == Outcome.cancelled:
+            self.cancelled += 1
+        elif outcome == Outcome.retry:
+            self.retried += 1
+        elif outcome == Outcome.uncertain:
+            self.uncertain += 1
+        elif outcome == Outcome.rate_limited:
+            self.rate_limited += 1
+        elif outcome == Outcome.blocked:
+            self.blocked += 1
+        elif outcome == Outcome.released:
+            self.released += 1
+
+
+def _locked(services: Services, query: SelectOfScalar[_T]) -> SelectOfScalar[_T]:
+    """Adds FOR UPDATE SKIP LOCKED on PostgreSQL; SQLite runs one dispatcher and needs none."""
+    if services.db.dialect == "postgresql":
+        return query.with_for_update(skip_locked=True)
+    return query
+
+
+async def run_tick(services: Services, bot: Bot) -> TickReport:
+    """Runs one dispatcher pass: recover, resume, claim check-ins, reminders, close, send."""
+    report = TickReport()
+    await recover_expired_leases(services=services, report=report)
+    await resume_expired_pauses(services=services, report=report)
+    for _ in range(MAX_PLAN_PASSES):
+        if await claim_due_checkins(services=services, report=report) == 0:
+            break
+    await heal_schedules(services=services, report=report)
+    await queue_reminders(services=services, report=report)
+    await close_windows(services=services, report=report)
+    await send_due(services=services, bot=bot, report=report)
+    return report
+
+
+# ---------------------------------------------------------------- (a) leases
+
+
+async def recover_expired_leases(*, services: Services, report: TickReport) -> None:
+    """Marks sends whose lease ran out as uncertain; each is retried once at most."""
+    at = clock.now()
+    async with services.db.session() as session:
+        query = select(OutgoingMessage).where(
+            OutgoingMessage.state == OutboxState.sending,
+            col(OutgoingMessage.lease_until) < at,
+        )
+        for row in (await session.exec(_locked(services, query))).all():
+            # The process died (or hung) while sending: the message may or may not have left.
+            row.uncertain = True
+            row.last_error = "LeaseExpired: outcome unknown"
+            row.lease_until = None
+            if row.attempts < MAX_UNCERTAIN_ATTEMPTS:
+                row.state = OutboxState.queued
+                row.not_before = at
+            else:
+                row.state = OutboxState.uncertain
+            session.add(row)
+            report.recovered += 1
+            report.uncertain += 1
+    if report.recovered:
+        log.warning("recovered %d sends with an expired lease", report.recovered)
+
+
+# ---------------------------------------------------------------- (b) pauses
+
+
+async def resume_expired_pauses(*, services: Services, report: TickReport) -> None:
+    """Resumes participants whose pause had an end date that has passed."""
+    at = clock.now()
+    async with services.db.session() as session:
+        query = select(Participant).where(
+            Participant.status == Lifecycle.paused,
+            col(Participant.paused_until).is_not(None),
+            col(Participant.paused_until) <= at,
+        )
+        for participant in (await session.exec(_locked(services, query))).all():
+            participant.status = Lifecycle.active
+            participant.paused_until = None
+            session.add(participant)
+            report.resumed += 1
+
+
+# ---------------------------------------------------------------- (c) due check-ins
+
+
+def consent_is_stale(participant: Participant) -> bool:
+    """Tells whether she consented to an older version of the consent text than the current one."""
+    return participant.consent_version != consent_text(participant.locale).version
+
+
+async def claim_due_checkins(*, services: Services, report: TickReport) -> int:
+    """Handles due, not-yet-queued check-ins; returns how many left the waiting state."""
+    at = clock.now()
+    handled = 0
+    async with services.db.session() as session:
+        query = (
+            select(CheckIn)
+            .where(
+                CheckIn.status == CheckInStatus.scheduled,
+                col(CheckIn.queued_at).is_(None),
+                col(CheckIn.due_at) <= at,
+            )
+            .order_by(col(CheckIn.due_at), col(CheckIn.id))
+            .limit(CLAIM_LIMIT)
+        )
+        for checkin in (await session.exec(_locked(services, query))).all():
+            if await _handle_due(session, services, checkin, at, report):
+                handled += 1
+    return handled
+
+
+async def _handle_due(
+    session: AsyncSession, services: Services, checkin: CheckIn, at: datetime, report: TickReport
+) -> bool:
+    """Queues one due check-in or closes it with its reason; False while it is held."""
+    participant = await session.get(Participant, checkin.participant_id)
+    reason = participant_block(participant)
+    if reason is None and participant is not None and consent_is_stale(participant):
+        if checkin.window_closes_at <= at:
+            # Held for re-consent all window long: she was asked and did not answer.
+            asked = participant.awaiting == AWAITING_RECONSENT
+            reason = MissedReason.no_answer if asked else MissedReason.not_sent_outage
+        else:
+            await _ask_reconsent(session, participant, report)
+            report.held_for_consent += 1
+            return False
+    if reason is None and checkin.window_closes_at <= at:
+        reason = MissedReason.not_sent_outage  # due while the bot was down; window passed
+    if reason is not None:
+        close_checkin(checkin, reason=reason, at=at)
+        report.count_missed(reason)
+    else:
+        assert participant is not None and participant.chat_id is not None
+        await enqueue(
+            session,
+            kind=CHECKIN_KIND,
+            chat_id=participant.chat_id,
+            participant_id=participant.id,
+            checkin_id=checkin.id,
+        )
+        checkin.queued_at = at
+        report.checkins_queued += 1
+    session.add(checkin)
+    if checkin.schedule_id is not None:
+        await plan_after(
+            session=session,
+            services=services,
+            schedule_id=checkin.schedule_id,
+            participant=participant,
+            after=checkin.due_at,
+            report=report,
+        )
+    return True
+
+
+async def _ask_reconsent(
+    session: AsyncSession, participant: Participant, report: TickReport
+) -> None:
+    """Queues one re-consent message, unless she has already been asked."""
+    if participant.awaiting == AWAITING_RECONSENT or participant.chat_id is None:
+        return
+    participant.awaiting = AWAITING_RECONSENT
+    session.add(participant)
+    await enqueue(
+        session, kind=RECONSENT_KIND, chat_id=participant.chat_id, participant_id=participant.id
+    )
+    report.reconsent_requested += 1
+
+
+async def plan_after(
+    *,
+    session: AsyncSession,
+    services: Services,
+    schedule_id: int,
+    participant: Participant | None,
+    after: datetime,
+    report: TickReport,
+) -> None:
+    """Creates the schedule's next check-in, recording every occurrence skipped by an outage."""
+    schedule = await session.get(Schedule, schedule_id)
+    if schedule is None or not schedule.active or participant is None:
+        return
+    if participant.status in (Lifecycle.withdrawn, Lifecycle.deleted):
+        return
+    if await has_pending(session=session, schedule_id=schedule_id):
+        return  # set_schedule already planned the next one
+    at = clock.now()
+    window = timedelta(hours=services.settings.checkin_window_hours)
+    due = _next(schedule, after)
+    for _ in range(MAX_CATCH_UP):
+        if due + window > at:
+            break
+        # Its whole window passed while nobody ran the dispatcher: keep the gap on record.
+        if not await slot_taken(session=session, schedule_id=schedule_id, due_at=due):
+            skipped = _checkin_for(schedule, due, services)
+            reason = participant_block(participant) or MissedReason.not_sent_outage
+            close_checkin(skipped, reason=reason, at=at)
+            session.add(skipped)
+            report.count_missed(reason)
+        due = _next(schedule, due)
+    if not await slot_taken(session=session, schedule_id=schedule_id, due_at=due):
+        session.add(_checkin_for(schedule, due, services))
+        report.planned += 1
+    await session.flush()
+
+
+def _next(schedule: Schedule, after: datetime) -> datetime:
+    """Returns the schedule's next due instant after `after`."""
+    return next_due(
+        local_time=schedule.local_time,
+        weekdays=schedule.weekdays,
+        tz=schedule.timezone,
+        after=after,
+    )
+
+
+def _checkin_for(schedule: Schedule, due: datetime, services: Services) -> CheckIn:
+    """Builds a scheduled check-in for one occurrence of a schedule."""
+    assert schedule.id is not None
+    return new_checkin(
+        participant_id=schedule.participant_id,
+        schedule_id=schedule.id,
+        due_at=due,
+        window_hours=services.settings.checkin_window_hours,
+    )
+
+
+async def heal_schedules(*, services: Services, report: TickReport) -> None:
+    """Plans the next check-in for any active schedule that has none waiting."""
+    at = clock.now()
+    pending = (
+        select(CheckIn.id)
+        .where(
+            CheckIn.schedule_id == Schedule.id,
+            CheckIn.status == CheckInStatus.scheduled,
+            col(CheckIn.queued_at).is_(None),
+        )
+        .exists()
+    )
+    async with services.db.session() as session:
+        query = (
+            select(Schedule)
+            .join(Participant, col(Participant.id) == col(Schedule.participant_id))
+            .where(
+                col(Schedule.active).is_(True),
+                col(Participant.status).not_in([Lifecycle.withdrawn, Lifecycle.deleted]),
+                ~pending,
+            )
+        )
+        if services.db.dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True, of=Schedule)
+        for schedule in (await session.exec(query)).all():
+            due = _next(schedule, at)
+            try:
+                async with session.begin_nested():
+                    session.add(_checkin_for(schedule, due, services))
+                report.planned += 1
+            except IntegrityError:
+                pass  # another worker planned the same slot a moment ago
+
+
+# ---------------------------------------------------------------- (d) reminders
+
+
+async def queue_reminders(*, services: Services, report: TickReport) -> None:
+    """Queues the automatic (or a snoozed) reminder when it is due, never in quiet hours."""
+    at = clock.now()
+    settings = services.settings
+    async with services.db.session() as session:
+        query = select(CheckIn).where(
+            col(CheckIn.status).in_(OPEN_STATUSES),
+            col(CheckIn.next_reminder_at).is_not(None),
+            col(CheckIn.next_reminder_at) <= at,
+            col(CheckIn.window_closes_at) > at,
+        )
+        for checkin in (await session.exec(_locked(services, query))).all():
+            participant = await session.get(Participant, checkin.participant_id)
+            session.add(checkin)
+            if participant is None or participant_block(participant) is not None:
+                checkin.next_reminder_at = None
+                continue
+            tz = participant_zone(participant, default=settings.default_timezone)
+            if in_quiet_hours(at=at, tz=tz, quiet=settings.quiet_window):
+                end = quiet_hours_end(at=at, tz=tz, quiet=settings.quiet_window)
+                checkin.next_reminder_at = end if end < checkin.window_closes_at else None
+                report.reminders_held += 1
+                continue
+            assert participant.chat_id is not None
+            await enqueue(
+                session,
+                kind=REMINDER_KIND,
+                chat_id=participant.chat_id,
+                participant_id=participant.id,
+                checkin_id=checkin.id,
+            )
+            checkin.next_reminder_at = None
+            report.reminders_queued += 1
+
+
+# ---------------------------------------------------------------- (e) windows
+
+
+async def close_windows(*, services: Services, report: TickReport) -> None:
+    """Closes check-ins whose answer window has passed, each with exactly one missed reason."""
+    at = clock.now()
+    async with services.db.session() as session:
+        query = select(CheckIn).where(
+            col(CheckIn.window_closes_at) <= at,
+            sa.or_(
+                col(CheckIn.status).in_(OPEN_STATUSES),
+                sa.and_(
+                    col(CheckIn.status) == CheckInStatus.scheduled,
+                    col(CheckIn.queued_at).is_not(None),
+                ),
+            ),
+        )
+        for checkin in (await session.exec(_locked(services, query))).all():
+            reason = await _close_reason(session, checkin)
+            close_checkin(checkin, reason=reason, at=at)
+            session.add(checkin)
+            report.windows_closed += 1
+            report.count_missed(reason)
+            stale = await session.exec(
+                select(OutgoingMessage).where(
+                    OutgoingMessage.checkin_id == checkin.id,
+                    OutgoingMessage.state == OutboxState.queued,
+                )
+            )
+            for row in stale.all():
+                row.state = OutboxState.cancelled
+                row.last_error = "WindowClosed"
+                session.add(row)
+
+
+async def _close_reason(session: AsyncSession, checkin: CheckIn) -> MissedReason:
+    """Returns why an unfinished check-in is closing: never sent, silence, or part answered."""
+    if checkin.status == CheckInStatus.scheduled:
+        return MissedReason.not_sent_outage
+    if checkin.status == CheckInStatus.partial:
+        return MissedReason.closed_partial
+    answers = await session.exec(
+        select(func.count()).select_from(Answer).where(Answer.checkin_id == checkin.id)
+    )
+    return MissedReason.closed_partial if answers.one() else MissedReason.no_answer
+
+
+# ---------------------------------------------------------------- (f) sending
+
+
+async def claim_outbox(*, services: Services, report: TickReport, limit: int) -> list[int]:
+    """Claims due outbox rows (state 'sending', attempts+1, a lease); returns their ids."""
+    at = clock.now()
+    settings = services.settings
+    lease_until = at + timedelta(seconds=settings.send_lease_seconds)
+    claimed: list[int] = []
+    async with services.db.session() as session:
+        query = (
+            select(OutgoingMessage)
+            .where(
+                OutgoingMessage.state == OutboxState.queued,
+                col(OutgoingMessage.not_before) <= at,
+            )
+            .order_by(col(OutgoingMessage.not_before), col(OutgoingMessage.id))
+            .limit(limit)
+        )
+        for row in (await session.exec(_locked(services, query))).all():
+            assert row.id is not None
+            if row.kind in QUIET_KINDS and row.participant_id is not None:
+                participant = await session.get(Participant, row.participant_id)
+                if participant is not None:
+                    tz = participant_zone(participant, default=settings.default_timezone)
+                    if in_quiet_hours(at=at, tz=tz, quiet=settings.quiet_window):
+                        row.not_before = quiet_hours_end(at=at, tz=tz, quiet=settings.quiet_window)
+                        session.add(row)
+                        report.held_quiet += 1
+                        continue
+            # Compare-and-set: only one claimer can move a row out of 'queued'.
+            result = await session.exec(
+                sa.update(OutgoingMessage)
+                .where(col(OutgoingMessage.id) == row.id, col(OutgoingMessage.state) == "queued")
+                .values(
+                    state=OutboxState.sending,
+                    attempts=col(OutgoingMessage.attempts) + 1,
+                    lease_until=lease_until,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount == 1:
+                claimed.append(row.id)
+    return claimed
+
+
+async def send_due(*, services: Services, bot: Bot, report: TickReport) -> None:
+    """Sends due outbox rows in small batches until none is due or the tick's budget is spent."""
+    budget = timedelta(seconds=max(services.settings.send_lease_seconds / 2, 1))
+    deadline = clock.now() + budget
+    while clock.now() < deadline:
+        ids = await claim_outbox(services=services, report=report, limit=SEND_BATCH)
+        if not ids:
+            return
+        for index, row_id in enumerate(ids):
+            result = await send_claimed(services=services, bot=bot, row_id=row_id)
+            report.count(result.outcome)
+            if result.outcome in (Outcome.rate_limited, Outcome.released):
+                # Every send is paused: hand the rest back rather than hold them past the lease.
+                until = result.paused_until or clock.now()
+                for rest in ids[index + 1 :]:
+                    await release(services=services, row_id=rest, not_before=until)
+                    report.released += 1
+                return
+
+
+# ---------------------------------------------------------------- the job
+
+
+async def dispatch_job(context: CallbackContext[Any, Any, Any, Any]) -> None:
+    """Runs one tick from the JobQueue; a failure is logged and the next tick tries again."""
+    services: Services = context.bot_data
+    try:
+        report = await run_tick(services, context.bot)
+    except Exception as exc:
+        # Class and location only: database errors can carry row values (patient text).
+        frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+        where = f"{frame[0].filename}:{frame[0].lineno}" if frame else "?"
+        log.error("dispatcher tick failed: %s at %s", type(exc).__name__, where)
+        return
+    if report.sent or report.failed or report.missed or report.uncertain:
+        log.info(
+            "tick: sent=%d failed=%d uncertain=%d missed=%s",
+            report.sent,
+            report.failed,
+            report.uncertain,
+            report.missed,
+        )

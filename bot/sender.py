@@ -1,0 +1,464 @@
+"""The one path out: every message the bot starts is rendered, paced and sent here.
+
+The dispatcher claims outbox rows (state 'sending', attempts+1, a lease) and hands each id to
+`send_claimed`. This module renders it at send time, waits for a cross-process rate slot,
+calls Telegram once, and records what happened in a fresh transaction:
+
+- success (or a harmless 400 such as "message is not modified") -> 'sent';
+- 429 RetryAfter -> every send pauses; the row is queued again (not a failure, not uncertain);
+- 403 Forbidden -> she blocked the bot: unreachable, her open check-ins missed/blocked;
+- other 400 -> failed for good;
+- TimedOut -> the message may have arrived: uncertain, retried at most once after the lease;
+- other network errors -> retried with backoff, at most five attempts.
+
+Stored errors name the exception class and Telegram's description, never the message text.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
+
+from bot import clock, ratelimit
+from bot.clock import Sleeper
+from bot.models import (
+    CheckIn,
+    CheckInStatus,
+    Lifecycle,
+    MissedReason,
+    OutboxState,
+    OutgoingMessage,
+    Participant,
+)
+from bot.outbox import Buttons, RenderedMessage
+from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+MAX_NETWORK_ATTEMPTS = 5
+MAX_UNCERTAIN_ATTEMPTS = 2  # the first try plus one retry after the lease
+LEASE_MARGIN = timedelta(seconds=10)
+HARMLESS_400 = ("message is not modified", "query is too old")
+CHECKIN_KINDS = ("checkin", "reminder")
+OPEN_STATUSES = (CheckInStatus.sent, CheckInStatus.partial)
+
+
+class Outcome(StrEnum):
+    """What happened to one claimed outbox row."""
+
+    sent = "sent"
+    cancelled = "cancelled"
+    failed = "failed"
+    retry = "retry"  # network error: queued again with backoff
+    uncertain = "uncertain"  # may have been delivered; queued once more or given up
+    rate_limited = "rate_limited"  # 429: queued again after retry_after
+    blocked = "blocked"  # 403
+    released = "released"  # not attempted (lease would run out); queued again untouched
+    gone = "gone"  # the row was no longer ours
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """The outcome of one row, and until when every send is paused after a 429."""
+
+    outcome: Outcome
+    paused_until: datetime | None = None
+
+
+def error_text(exc: BaseException) -> str:
+    """Returns a storable error: the class name and Telegram's description, never message text."""
+    if isinstance(exc, TelegramError):
+        return f"{type(exc).__name__}: {exc.message}"[:200]
+    return type(exc).__name__[:200]
+
+
+def retry_after_seconds(exc: RetryAfter) -> float:
+    """Returns RetryAfter's delay in seconds, whichever type this PTB version hands out."""
+    with warnings.catch_warnings():
+        # PTB 22 warns that the attribute will become a timedelta; accept either.
+        warnings.simplefilter("ignore")
+        value: Any = exc.retry_after
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return float(value)
+
+
+def markup(buttons: Buttons | None) -> InlineKeyboardMarkup | None:
+    """Turns rows of (label, callback data) into an inline keyboard."""
+    if not buttons:
+        return None
+    return InlineKeyboardMarkup(
+        [
+            [InlineKeyboardButton(label, callback_data=data) for label, data in row]
+            for row in buttons
+        ]
+    )
+
+
+def close_checkin(checkin: CheckIn, *, reason: MissedReason, at: datetime) -> None:
+    """Closes a check-in as missed with exactly one reason."""
+    checkin.status = CheckInStatus.missed
+    checkin.missed_reason = reason
+    checkin.closed_at = at
+    checkin.next_reminder_at = None
+
+
+def participant_block(participant: Participant | None) -> MissedReason | None:
+    """Returns why nothing may be sent to her right now, if anything stops it."""
+    if participant is None:
+        return MissedReason.withdrawn
+    if participant.status in (Lifecycle.withdrawn, Lifecycle.deleted):
+        return MissedReason.withdrawn
+    if participant.chat_id is None or not participant.reachable:
+        return MissedReason.blocked
+    if participant.status == Lifecycle.paused:
+        return MissedReason.paused
+    return None
+
+
+async def _why_not_send(
+    session: AsyncSession, row: OutgoingMessage, participant: Participant | None, at: datetime
+) -> bool:
+    """Tells whether the row must be cancelled, closing its check-in when it is one."""
+    checkin = await session.get(CheckIn, row.checkin_id) if row.checkin_id else None
+    if row.participant_id is not None:
+        reason = participant_block(participant)
+        # A pause stops check-ins and reminders; other kinds (e.g. re-consent) still go.
+        if reason == MissedReason.paused and row.kind not in CHECKIN_KINDS:
+            reason = None
+        if reason is not None:
+            scheduled = checkin is not None and checkin.status == CheckInStatus.scheduled
+            if checkin is not None and scheduled and row.kind == "checkin":
+                close_checkin(checkin, reason=reason, at=at)
+            return True
+    if checkin is None or row.kind not in CHECKIN_KINDS:
+        return False
+    if checkin.status in (CheckInStatus.missed, CheckInStatus.completed):
+        return True
+    if row.kind == "reminder" and checkin.status not in OPEN_STATUSES:
+        return True
+    if checkin.window_closes_at <= at:
+        if checkin.status == CheckInStatus.scheduled:
+            close_checkin(checkin, reason=MissedReason.not_sent_outage, at=at)
+        return True
+    return False
+
+
+def _append_id(ids: str, message_id: int) -> str:
+    """Appends a Telegram message id to a comma-separated list, dropping the oldest if full."""
+    parts = [p for p in ids.split(",") if p] + [str(message_id)]
+    while len(",".join(parts)) > 500:
+        parts.pop(0)
+    return ",".join(parts)
+
+
+async def record_checkin_send(
+    *,
+    session: AsyncSession,
+    row: OutgoingMessage,
+    message_id: int | None,
+    reminder_delay: timedelta,
+    at: datetime,
+) -> None:
+    """Records a delivered check-in or reminder on its CheckIn (status, times, message ids)."""
+    if row.checkin_id is None or row.kind not in CHECKIN_KINDS:
+        return
+    checkin = await session.get(CheckIn, row.checkin_id)
+    if checkin is None:
+        return
+    if row.kind == "checkin":
+        if checkin.status == CheckInStatus.scheduled:
+            checkin.status = CheckInStatus.sent
+        if checkin.sent_at is None:
+            checkin.sent_at = at
+            checkin.next_reminder_at = at + reminder_delay
+    else:
+        checkin.reminder_count += 1
+    if message_id is not None:
+        checkin.message_ids = _append_id(checkin.message_ids, message_id)
+    session.add(checkin)
+
+
+async def mark_blocked(*, session: AsyncSession, participant_id: int, at: datetime) -> None:
+    """Marks her unreachable (she blocked the bot), closes her open check-ins, stops her queue."""
+    participant = await session.get(Participant, participant_id)
+    if participant is not None and participant.reachable:
+        participant.reachable = False
+        participant.unreachable_since = at
+        session.add(participant)
+    checkins = await session.exec(
+        select(CheckIn).where(
+            CheckIn.participant_id == participant_id,
+            col(CheckIn.status).in_([CheckInStatus.scheduled, CheckInStatus.sent]),
+            col(CheckIn.due_at) <= at,
+        )
+    )
+    for checkin in checkins.all():
+        close_checkin(checkin, reason=MissedReason.blocked, at=at)
+        session.add(checkin)
+    queued = await session.exec(
+        select(OutgoingMessage).where(
+            OutgoingMessage.participant_id == participant_id,
+            OutgoingMessage.state == OutboxState.queued,
+        )
+    )
+    for other in queued.all():
+        other.state = OutboxState.cancelled
+        other.last_error = "Forbidden: participant unreachable"
+        session.add(other)
+
+
+async def release(*, services: Services, row_id: int, not_before: datetime) -> None:
+    """Puts a claimed but unattempted row back in the queue, not before `not_before`."""
+    async with services.db.session() as session:
+        row = await session.get(OutgoingMessage, row_id)
+        if row is None or row.state != OutboxState.sending:
+            return
+        row.state = OutboxState.queued
+        row.attempts = max(0, row.attempts - 1)
+        row.lease_until = None
+        row.not_before = max(row.not_before, not_before)
+        session.add(row)
+
+
+async def _render(
+    services: Services, row_id: int, at: datetime
+) -> tuple[OutgoingMessage, RenderedMessage] | Outcome:
+    """Loads and renders a claimed row, or says why it will not be sent."""
+    async with services.db.session() as session:
+        row = await session.get(OutgoingMessage, row_id)
+        if row is None or row.state != OutboxState.sending:
+            return Outcome.gone
+        participant = (
+            await session.get(Participant, row.participant_id) if row.participant_id else None
+        )
+        if await _why_not_send(session, row, participant, at):
+            row.state = OutboxState.cancelled
+            row.lease_until = None
+            session.add(row)
+            return Outcome.cancelled
+        renderer = services.renderers.get(row.kind)
+        if renderer is None:
+            row.state = OutboxState.failed
+            row.last_error = f"NoRenderer: {row.kind}"[:200]
+            row.lease_until = None
+            session.add(row)
+            log.error("no renderer registered for outbox kind %s", row.kind)
+            return Outcome.failed
+        try:
+            rendered = await renderer(session, row, participant)
+        except Exception as exc:
+            # The row fails, the tick goes on; log the class only (messages may hold text).
+            log.error("renderer for %s failed on row %s: %s", row.kind, row.id, type(exc).__name__)
+            await session.rollback()
+            failed = await session.get(OutgoingMessage, row_id)
+            assert failed is not None
+            failed.state = OutboxState.failed
+            failed.last_error = f"RenderError: {type(exc).__name__}"[:200]
+            failed.lease_until = None
+            session.add(failed)
+            return Outcome.failed
+        if rendered.skip:
+            row.state = OutboxState.cancelled
+            row.lease_until = None
+            session.add(row)
+            return Outcome.cancelled
+        return row, rendered
+
+
+async def send_claimed(
+    *, services: Services, bot: Bot, row_id: int, sleep: Sleeper | None = None
+) -> SendResult:
+    """Sends one claimed outbox row through Telegram and records the result."""
+    sleep = sleep or services.sleep or clock.real_sleep
+    rendered_or_outcome = await _render(services, row_id, clock.now())
+    if isinstance(rendered_or_outcome, Outcome):
+        return SendResult(rendered_or_outcome)
+    row, rendered = rendered_or_outcome
+    settings = services.settings
+
+    slot = await ratelimit.reserve(
+        db=services.db, chat_id=row.chat_id, per_second=settings.global_rate_per_second
+    )
+    if row.lease_until is not None and slot > row.lease_until - LEASE_MARGIN:
+        # Waiting that long would outlive the lease and invite a second sender: hand it back.
+        await release(services=services, row_id=row_id, not_before=slot)
+        return SendResult(Outcome.released, paused_until=slot)
+    await ratelimit.wait_until(slot, sleep)
+
+    try:
+        message = await bot.send_message(
+            chat_id=row.chat_id,
+            text=rendered.text,
+            reply_markup=markup(rendered.buttons),
+            protect_content=rendered.protect_content,
+            parse_mode=rendered.extra.get("parse_mode"),
+        )
+    except RetryAfter as exc:
+        until = clock.now() + timedelta(seconds=retry_after_seconds(exc))
+        await ratelimit.pause_all(db=services.db, until=until)
+        await _requeue_after_429(services, row_id, until, error_text(exc))
+        log.warning("Telegram asked to pause sending for %.0f s", retry_after_seconds(exc))
+        return SendResult(Outcome.rate_limited, paused_until=until)
+    except Forbidden as exc:
+        await _record_forbidden(services, row_id, error_text(exc))
+        return SendResult(Outcome.blocked)
+    except BadRequest as exc:
+        if any(text in exc.message.lower() for text in HARMLESS_400):
+            await _record_sent(services, row_id, None)
+            return SendResult(Outcome.sent)
+        await _record_failed(services, row_id, error_text(exc))
+        log.warning("Telegram refused outbox row %s: %s", row_id, error_text(exc))
+        return SendResult(Outcome.failed)
+    except TimedOut as exc:
+        return SendResult(await _record_uncertain(services, row_id, error_text(exc)))
+    except ChatMigrated as exc:
+        await _record_failed(services, row_id, error_text(exc))
+        return SendResult(Outcome.failed)
+    except (NetworkError, TelegramError) as exc:
+        return SendResult(await _record_retry(services, row_id, error_text(exc)))
+    except Exception as exc:
+        # Unknown failure inside the library: do not guess whether it left; never resend.
+        log.error("send of outbox row %s failed: %s", row_id, type(exc).__name__)
+        await _record_failed(services, row_id, error_text(exc))
+        return SendResult(Outcome.failed)
+    await _record_sent(services, row_id, message.message_id)
+    return SendResult(Outcome.sent)
+
+
+async def _record_sent(services: Services, row_id: int, message_id: int | None) -> None:
+    """Records a delivered row, updates its check-in and runs the kind's after-send hook."""
+    at = clock.now()
+    async with services.db.session() as session:
+        row = await session.get(OutgoingMessage, row_id)
+        if row is None:
+            return
+        row.state = OutboxState.sent
+        row.sent_at = at
+        row.telegram_message_id = message_id
+        row.lease_until = None
+        session.add(row)
+        await record_checkin_send(
+            session=session,
+            row=row,
+            message_id=message_id,
+            reminder_delay=timedelta(minutes=services.settings.reminder_delay_minutes),
+            at=at,
+        )
+        hook = services.after_send.get(row.kind)
+        if hook is not None and message_id is not None:
+            await hook(session, row, message_id)
+
+
+async def _close_checkin_of(
+    session: AsyncSession, row: OutgoingMessage, reason: MissedReason, at: datetime
+) -> None:
+    """Closes the row's check-in when the check-in message itself could not go out."""
+    if row.kind != "checkin" or row.checkin_id is None:
+        return
+    checkin = await session.get(CheckIn, row.checkin_id)
+    if checkin is not None and checkin.status == CheckInStatus.scheduled:
+        close_checkin(checkin, reason=reason, at=at)
+        session.add(checkin)
+
+
+async def _record_failed(services: Services, row_id: int, error: str) -> None:
+    """Records a permanent failure."""
+    at = clock.now()
+    async with services.db.session() as session:
+        row = await session.get(OutgoingMessage, row_id)
+        if row is None:
+            return
+        row.state = OutboxState.failed
+        row.last_error = error
+        row.lease_until = None
+        session.add(row)
+        await _close_checkin_of(session, row, MissedReason.not_sent_outage, at)
+
+
+async def _record_forbidden(services: Services, row_id: int, error: str) -> None:
+    """Records a 403: the row fails and she is marked unreachable."""
+    at = clock.now()
+    async with services.db.session() as session:
+        row = await session.get(OutgoingMessage, row_id)
+        if row is None:
+            return
+        row.state = OutboxState.failed
+        row.last_error = error
+        row.lease_until = None
+        session.add(row)
+        await _close_checkin_of(session, row, MissedReason.blocked, at)
+        if row.participant_id is not None:
+            await mark_blocked(session=session, participant_id=row.participant_id, at=at)
+
+
+async def _requeue_after_429(services: Services, row_id: int, until: datetime, error: str) -> None:
+    """Queues the row again after retry_after; the attempt does not count."""
+    async with services.db.session() as session:
+        row = await session.get(OutgoingMessage, row_id)
+        if row is None:
+            return
+        row.state = OutboxState.queued
+        row.attempts = max(0, row.attempts - 1)
+        row.not_before = until
+        row.lease_until = None
+        row.last_error = error
+        session.add(row)
+
+
+async def _record_uncertain(services: Services, row_id: int, error: str) -> Outcome:
+    """Records a send whose outcome is unknown; it is retried at most once, after the lease."""
+    at = clock.now()
+    async with services.db.session() as session:
+        row = await session.get(OutgoingMessage, row_id)
+        if row is None:
+            return Outcome.gone
+        row.uncertain = True
+        row.last_error = error
+        if row.attempts < MAX_UNCERTAIN_ATTEMPTS:
+            row.state = OutboxState.queued
+            row.not_before = max(row.lease_until or at, at)
+        else:
+            row.state = OutboxState.uncertain
+        row.lease_until = None
+        session.add(row)
+    log.warning("outbox row %s: outcome unknown after a timeout", row_id)
+    return Outcome.uncertain
+
+
+async def _record_retry(services: Services, row_id: int, error: str) -> Outcome:
+    """Queues the row again with exponential backoff, or fails it after the last attempt."""
+    at = clock.now()
+    async with services.db.session() as session:
+        row = await session.get(OutgoingMessage, row_id)
+        if row is None:
+            return Outcome.gone
+        row.last_error = error
+        row.lease_until = None
+        if row.attempts >= MAX_NETWORK_ATTEMPTS:
+            row.state = OutboxState.failed
+            await _close_checkin_of(session, row, MissedReason.not_sent_outage, at)
+            outcome = Outcome.failed
+        else:
+            row.state = OutboxState.queued
+            row.not_before = at + timedelta(seconds=2**row.attempts)
+            outcome = Outcome.retry
+        session.add(row)
+    return outcome
