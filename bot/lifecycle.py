@@ -91,12 +91,13 @@ def lifecycle_stamp(participant: Participant) -> str:
 
 
 async def has_open_checkin(*, session: AsyncSession, participant_id: int) -> bool:
-    """Tells whether she has a check-in that was sent and is still open for answers."""
+    """Tells whether she has a check-in that was sent and whose window is still open."""
     open_states = (CheckInStatus.sent, CheckInStatus.partial)
     result = await session.exec(
         select(CheckIn.id)
         .where(CheckIn.participant_id == participant_id)
         .where(col(CheckIn.status).in_(open_states))
+        .where(col(CheckIn.window_closes_at) > now())
         .limit(1)
     )
     return result.first() is not None

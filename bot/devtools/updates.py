@@ -141,7 +141,10 @@ class UpdateFactory:
                 "chat": {"id": user_id, "type": "private"},
                 "from": self._user(user_id, "Ana", None),
                 "date": int(clock.now().timestamp()),
-                "old_chat_member": {"status": old, "user": bot_user},
+                # A "kicked" member needs until_date (0 = forever) or PTB cannot parse it.
+                "old_chat_member": {"status": old, "user": bot_user, "until_date": 0}
+                if old == "kicked"
+                else {"status": old, "user": bot_user},
                 "new_chat_member": {"status": new, "user": bot_user, "until_date": 0}
                 if new == "kicked"
                 else {"status": new, "user": bot_user},
