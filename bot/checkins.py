@@ -237,9 +237,12 @@ async def create_on_demand_checkin(
 def append_message_id(checkin: CheckIn, message_id: int) -> None:
     """Adds a Telegram message id to the check-in's comma-separated list."""
     ids = [i for i in checkin.message_ids.split(",") if i]
-    if str(message_id) not in ids:
-        ids.append(str(message_id))
-        checkin.message_ids = ",".join(ids)[-512:]
+    if str(message_id) in ids:
+        return
+    ids.append(str(message_id))
+    while len(",".join(ids)) > 500:  # the column holds 512; the oldest ids go first
+        ids.pop(0)
+    checkin.message_ids = ",".join(ids)
 
 
 async def _write(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlmodel import col, select
@@ -11,6 +12,7 @@ from sqlmodel import col, select
 from bot import clock
 from bot.checkins import SNOOZE_MINUTES
 from bot.content import questionnaire
+from bot.db import Database
 from bot.devtools.fake_telegram import FakeMessage
 from bot.logging_setup import CAPPED_LOGGERS
 from bot.models import (
@@ -686,3 +688,65 @@ async def test_messages_stay_within_telegram_limits_through_a_long_checkin(
     await type_text(h, PATIENT, "y" * 2000)
     assert (await the_checkin(h)).status == CheckInStatus.completed
     assert_chat_within_limits(h)
+
+
+# ---------------------------------------------------------------- two workers, one item
+
+
+async def _race_on_one_item(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two workers both read 'no answer yet', then both store took_med; one row survives."""
+    from bot import checkins
+
+    participant = await make_active_participant(db)
+    async with db.session() as session:
+        checkin = await checkins.create_on_demand_checkin(session=session, participant=participant)
+    real_load = checkins.load_answers
+    calls = {"n": 0}
+
+    async def stale_first_read(*, session: Any, checkin: CheckIn) -> dict[str, Answer]:
+        calls["n"] += 1
+        # The second worker read before the first one committed: it saw no answers.
+        return {} if calls["n"] == 1 else await real_load(session=session, checkin=checkin)
+
+    async with db.session() as session:
+        first = await checkins.record_answer(
+            session=session,
+            checkin=await session.get(CheckIn, checkin.id) or checkin,
+            item_code="took_med",
+            value="yes",
+            update_id=1,
+        )
+    assert first.outcome == "stored"
+    monkeypatch.setattr(checkins, "load_answers", stale_first_read)
+    async with db.session() as session:
+        second = await checkins.record_answer(
+            session=session,
+            checkin=await session.get(CheckIn, checkin.id) or checkin,
+            item_code="took_med",
+            value="missed",
+            update_id=2,
+        )
+    assert second.outcome == "corrected"
+    async with db.session() as session:
+        rows = (await session.exec(select(Answer))).all()
+        old = (await session.exec(select(AnswerHistory))).all()
+    assert [(a.value, a.first_value, a.corrections) for a in rows] == [("missed", "yes", 1)]
+    assert [h.old_value for h in old] == ["yes"]
+
+
+async def test_two_workers_storing_one_item_at_once_keep_one_answer_on_sqlite(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _race_on_one_item(harness.db, monkeypatch)
+
+
+@pytest.mark.postgres
+async def test_two_workers_storing_one_item_at_once_keep_one_answer_on_postgresql(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = Database(pg_url)
+    try:
+        await db.create_all()
+        await _race_on_one_item(db, monkeypatch)
+    finally:
+        await db.dispose()
