@@ -15,7 +15,7 @@ from sqlalchemy import func
 from sqlmodel import SQLModel, select
 
 from bot import clock
-from bot.logging_setup import CAPPED_LOGGERS, configure_logging
+from bot.logging_setup import CAPPED_LOGGERS, RedactSecrets, configure_logging
 from bot.models import Answer, CheckIn, CheckInStatus, Participant, ProcessedUpdate
 from bot.paths import content_dir
 from tests.conftest import PATIENT, Harness
@@ -243,8 +243,37 @@ def debug_logging(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptur
             handler.filters[:] = filters
 
 
+def test_debug_logging_keeps_payload_dumping_libraries_quiet() -> None:
+    root = logging.getLogger()
+    saved = {name: logging.getLogger(name).level for name in CAPPED_LOGGERS}
+    saved_root = root.level
+    try:
+        configure_logging("DEBUG")
+        assert logging.getLogger("handlers.fallback").isEnabledFor(logging.DEBUG)
+        # PTB logs whole updates and the API URL (token) at DEBUG; httpx logs URLs at INFO;
+        # SQLAlchemy and aiosqlite log SQL parameters (what she typed).
+        assert not logging.getLogger("telegram.ext.Application").isEnabledFor(logging.DEBUG)
+        assert not logging.getLogger("telegram.Bot").isEnabledFor(logging.DEBUG)
+        assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+        assert not logging.getLogger("sqlalchemy.engine.Engine").isEnabledFor(logging.INFO)
+        assert not logging.getLogger("aiosqlite").isEnabledFor(logging.DEBUG)
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+        root.setLevel(saved_root)
+
+
+def test_known_secrets_are_redacted_from_log_records() -> None:
+    record = logging.LogRecord(
+        "x", logging.ERROR, __file__, 1, "url %s", ("/bot1:abcdef/x",), None
+    )
+    RedactSecrets(["1:abcdef"]).filter(record)
+    assert record.getMessage() == "url /bot[redacted]/x"
+
+
+# The logging fixture comes first, so the bot is built (and logs its API URL) under DEBUG.
 async def test_a_full_flow_at_debug_leaves_no_patient_text_name_or_token_in_the_logs(
-    harness: Harness, debug_logging: pytest.LogCaptureFixture
+    debug_logging: pytest.LogCaptureFixture, harness: Harness
 ) -> None:
     newcomer, member = PATIENT + 50, PATIENT
     who = {"first_name": "Zuleika", "username": "zuleika_private"}
