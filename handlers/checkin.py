@@ -243,7 +243,7 @@ def _cannot_start(participant: Participant | None) -> str | None:
         return "checkin.finish_setup"
     if (
         participant.awaiting == "reconsent"
-        or participant.consent_version != consent_text().version
+        or participant.consent_version != consent_text(participant.locale).version
     ):
         return "checkin.reconsent_first"
     return None

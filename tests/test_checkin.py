@@ -750,3 +750,44 @@ async def test_two_workers_storing_one_item_at_once_keep_one_answer_on_postgresq
         await _race_on_one_item(db, monkeypatch)
     finally:
         await db.dispose()
+
+
+# ---------------------------------------------------------------- through the dispatcher
+
+
+async def test_scheduled_checkin_reminder_and_snooze_through_the_dispatcher(
+    harness: Harness,
+) -> None:
+    h = harness
+    await make_active_participant(h.db, checkin_time="09:05")  # London = UTC in January
+    await h.tick()
+    clock.advance(timedelta(minutes=5))
+    await h.tick()
+    first = h.last(PATIENT)
+    assert first.text.splitlines()[0] == "Time for your check-in 🌿"
+    assert "Did you take your tablet yesterday?" in first.text
+    await h.press(PATIENT, "Yes")
+    assert "worst joint pain" in h.last(PATIENT).text
+
+    clock.advance(timedelta(minutes=h.settings.reminder_delay_minutes))
+    await h.tick()
+    reminder = h.last(PATIENT)
+    assert reminder.text.splitlines()[0] == "A gentle reminder 🌿 Your check-in is still open."
+    assert "worst joint pain" in reminder.text
+    assert reminder.button_rows()[-1][0][0] == "Remind me in 1 hour"
+
+    await h.press(PATIENT, "Remind me in 1 hour")
+    async with h.db.session() as session:
+        checkin = (
+            await session.exec(select(CheckIn).where(CheckIn.origin == CheckInOrigin.scheduled))
+        ).first()
+    assert checkin is not None
+    assert checkin.next_reminder_at == clock.now() + timedelta(minutes=60)
+    clock.advance(timedelta(minutes=60))
+    await h.tick()
+    assert h.last(PATIENT).text.startswith("A gentle reminder")
+    # Answering on the reminder counts for the same check-in.
+    await h.press(PATIENT, "6")
+    answers = await stored(h)
+    assert answers["worst_pain"].value == "6"
+    assert_chat_within_limits(h)
