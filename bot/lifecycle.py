@@ -34,8 +34,6 @@ from bot.models import (
 PAUSE_CHOICES: tuple[str, ...] = ("1w", "1m", "inf")
 
 OPEN_CHECKIN_STATES = (CheckInStatus.scheduled, CheckInStatus.sent, CheckInStatus.partial)
-# Kinds of outbox rows a pause holds back (the dispatcher closes their check-ins as paused).
-PAUSED_KINDS = ("checkin", "reminder")
 
 
 class LifecycleError(Exception):
@@ -150,7 +148,9 @@ async def pause(
     """Pauses her messages until `until` (None: until she resumes); check-ins keep their slots.
 
     The dispatcher still creates her scheduled check-ins and closes them as missed/paused, so
-    the record shows the gap; queued check-in and reminder messages are held back here.
+    the record shows the gap. Already queued check-ins and reminders are left to the sender,
+    which cancels them at send time and closes their check-in as missed/paused; cancelling
+    them here would leave a queued check-in without a message and the wrong reason on resume.
     """
     if not can_pause(participant):
         raise LifecycleError(f"cannot pause a participant who is {participant.status}")
@@ -159,9 +159,6 @@ async def pause(
     participant.status = Lifecycle.paused
     participant.paused_until = until
     session.add(participant)
-    await cancel_queued_messages(
-        session=session, participant_id=_require_id(participant), kinds=PAUSED_KINDS
-    )
     await session.flush()
 
 

@@ -114,18 +114,51 @@ async def test_pause_for_a_month_and_until_resumed(harness: Harness) -> None:
     assert "until you send /resume" in harness.last(PATIENT).text
 
 
-async def test_pause_holds_back_queued_checkin_messages(harness: Harness) -> None:
+async def test_a_checkin_queued_before_a_pause_is_not_sent_and_recorded_as_paused(
+    harness: Harness,
+) -> None:
     p = await make_active_participant(harness.db)
     checkin = await add_checkin(harness, p, status=CheckInStatus.scheduled, due_in=timedelta(0))
     async with harness.db.session() as session:
+        row = await session.get(CheckIn, checkin.id)
+        assert row is not None
+        row.queued_at = clock.now()
+        session.add(row)
         await enqueue(
             session, kind="checkin", chat_id=PATIENT, participant_id=p.id, checkin_id=checkin.id
         )
     await harness.command(PATIENT, "pause")
     await harness.press(PATIENT, "1 week")
+    sent = len(harness.texts(PATIENT))
+    await harness.tick()
+    assert len(harness.texts(PATIENT)) == sent
     async with harness.db.session() as session:
         rows = (await session.exec(select(OutgoingMessage))).all()
+        closed = await session.get(CheckIn, checkin.id)
     assert [r.state for r in rows] == [OutboxState.cancelled]
+    assert closed is not None
+    assert (closed.status, closed.missed_reason) == (CheckInStatus.missed, "paused")
+
+
+async def test_while_paused_checkins_are_recorded_as_missed_and_the_pause_ends_by_itself(
+    harness: Harness,
+) -> None:
+    p = await make_active_participant(harness.db, checkin_time="19:00")
+    await harness.command(PATIENT, "pause")
+    await harness.press(PATIENT, "1 week")
+    sent = len(harness.texts(PATIENT))
+    await harness.tick()  # plans today's 19:00 check-in
+    clock.advance(timedelta(hours=10, minutes=1))
+    await harness.tick()
+    assert len(harness.texts(PATIENT)) == sent
+    async with harness.db.session() as session:
+        checkins = (await session.exec(select(CheckIn).order_by(col(CheckIn.due_at)))).all()
+    assert (checkins[0].status, checkins[0].missed_reason) == (CheckInStatus.missed, "paused")
+
+    clock.advance(timedelta(days=7))
+    await harness.tick()
+    stored = await reload(harness, p.id)
+    assert (stored.status, stored.paused_until) == (Lifecycle.active, None)
 
 
 async def test_resume_ends_a_pause(harness: Harness) -> None:
