@@ -31,6 +31,14 @@ _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 _COHORT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _USERNAME_PLACEHOLDER = "<your_bot_username>"
 
+# Settings.problems_for_run() codes -> the message that explains how to fix each.
+PROBLEM_MESSAGES = {
+    "token_missing": "cli.token_missing",
+    "token_malformed": "cli.token_malformed",
+    "emergency_number_missing": "cli.emergency_number_missing",
+    "pseudonym_key_missing": "cli.pseudonym_key_missing",
+}
+
 
 def say(key: str, /, **params: object) -> None:
     """Prints one message from content to stdout."""
@@ -69,7 +77,7 @@ def shown_server(settings: Settings) -> str:
 
 def run_problems(settings: Settings) -> list[str]:
     """Lists the content keys of every problem that stops `run` (empty when all is well)."""
-    problems = [f"cli.{p}" for p in settings.problems_for_run()]
+    problems = [PROBLEM_MESSAGES.get(p, "cli.problem_other") for p in settings.problems_for_run()]
     if settings.webhook_url:
         if not settings.webhook_secret:
             problems.append("cli.webhook_secret_missing")
