@@ -71,9 +71,11 @@ def item_buttons(checkin_id: int, item: Item, m: Messages, chosen: tuple[str, ..
     """Returns the item's buttons, marking what she chose with a tick."""
 
     def label(text: str, value: str) -> str:
+        """Returns the label, ticked when she chose this value."""
         return m.get("checkin.chosen", label=text) if value in chosen else text
 
     def data(value: str) -> str:
+        """Returns the callback data for one value of this item."""
         return checkins.callback_data(checkin_id, item.code, value)
 
     if item.type == "scale":
@@ -138,6 +140,7 @@ async def summary_text(*, session: AsyncSession, checkin: CheckIn, m: Messages) 
 
 
 def _harmless(exc: BadRequest) -> bool:
+    """Tells whether a BadRequest only means the call was already done or is too late."""
     message = str(exc).lower()
     return any(text in message for text in HARMLESS_ERRORS)
 

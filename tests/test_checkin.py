@@ -567,6 +567,7 @@ async def test_checkin_command_from_a_stranger_explains_how_to_join(harness: Har
 
 
 async def _scheduled_checkin(h: Harness, participant: Participant) -> CheckIn:
+    """Stores a sent scheduled check-in, as the dispatcher would leave it."""
     q = questionnaire()
     async with h.db.session() as session:
         checkin = CheckIn(
@@ -704,6 +705,7 @@ async def _race_on_one_item(db: Database, monkeypatch: pytest.MonkeyPatch) -> No
     calls = {"n": 0}
 
     async def stale_first_read(*, session: Any, checkin: CheckIn) -> dict[str, Answer]:
+        """Returns no answers on the first read, then the real ones."""
         calls["n"] += 1
         # The second worker read before the first one committed: it saw no answers.
         return {} if calls["n"] == 1 else await real_load(session=session, checkin=checkin)
@@ -791,3 +793,18 @@ async def test_scheduled_checkin_reminder_and_snooze_through_the_dispatcher(
     answers = await stored(h)
     assert answers["worst_pain"].value == "6"
     assert_chat_within_limits(h)
+
+
+async def test_a_press_too_old_to_answer_still_counts(harness: Harness) -> None:
+    h = harness
+    await start_checkin(h)
+    h.fake.fail_next(
+        "answerCallbackQuery",
+        status=400,
+        description="Bad Request: query is too old and response timeout expired or query ID is"
+        " invalid",
+    )
+    await h.press(PATIENT, "Yes")
+    assert (await stored(h))["took_med"].value == "yes"
+    assert "worst joint pain" in h.last(PATIENT).text
+    assert not any("something went wrong" in text for text in h.texts(PATIENT))

@@ -16,11 +16,13 @@ LOCK_SCREEN_WORDS = ("anastrozole", "letrozole", "exemestane", "cancer", "tablet
 
 
 def _defined_keys() -> set[str]:
+    """Returns every key in checkin.yaml."""
     raw = yaml.safe_load((content_dir() / "messages" / "en" / "checkin.yaml").read_text())
     return {f"checkin.{key}" for key in raw}
 
 
 def _used_keys() -> set[str]:
+    """Returns every checkin.* key the handler names."""
     return set(re.findall(r'"(checkin\.[a-z_]+)"', HANDLER.read_text()))
 
 
