@@ -55,7 +55,7 @@ def all_countries() -> tuple[Country, ...]:
     raw = load_yaml("countries.yaml")
     found: list[Country] = []
     for entry in raw["countries"]:
-        code = str(entry["code"])
+        code = str(entry["code"])  # quote codes in YAML: a bare NO (Norway) reads as false
         zones = _zones(entry["zones"], f"countries.yaml ({code})")
         if not _CODE.match(code) or code == OTHER_CODE:
             raise ContentError(f"countries.yaml: bad country code {code!r}")

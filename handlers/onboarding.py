@@ -305,8 +305,9 @@ def question(
     if step == Step.zone:
         found = country(participant.country)
         if found is None:
-            return question(m, Step.country, prefix=prefix, participant=participant,
-                            settings=settings)  # fmt: skip
+            return question(
+                m, Step.country, prefix=prefix, participant=participant, settings=settings
+            )
         return zone_question(m, prefix, found, settings)
     if step == Step.time:
         presets = [(hhmm, f"{prefix}:tm:{hhmm.replace(':', '')}") for hhmm in pt.TIME_PRESETS]
@@ -585,14 +586,17 @@ async def _onboarding_press(
     if answer.stored_country is not None:
         pt.set_country(participant=participant, code=answer.stored_country)
     elif answer.stored_zone is not None:
-        pt.set_zone(participant=participant, country_code=answer.stored_zone[0],
-                    zone=answer.stored_zone[1])  # fmt: skip
+        pt.set_zone(
+            participant=participant, country_code=answer.stored_zone[0], zone=answer.stored_zone[1]
+        )
     elif answer.stored_time is not None:
-        await pt.set_draft_time(session=session, participant=participant,
-                                local_time=answer.stored_time)  # fmt: skip
+        await pt.set_draft_time(
+            session=session, participant=participant, local_time=answer.stored_time
+        )
     elif answer.stored_days is not None:
-        await pt.set_draft_days(session=session, participant=participant,
-                                weekdays=answer.stored_days)  # fmt: skip
+        await pt.set_draft_days(
+            session=session, participant=participant, weekdays=answer.stored_days
+        )
     session.add(participant)
     reply.chosen = answer.label
     reply.say(*(await current_question(session, participant, settings))[1])
