@@ -222,6 +222,16 @@ def test_every_lifecycle_and_fallback_message_is_used_and_fits_telegram() -> Non
             assert len(text.format(emergency="112 or 999", study="x" * 80, date="x" * 30)) < 4096
 
 
+def test_lifecycle_and_fallback_messages_read_at_grade_eight_or_lower() -> None:
+    import textstat
+
+    for name in MY_MESSAGE_FILES:
+        for key, text in _message_keys(name).items():
+            words = re.sub(r"/\w+", "command", text)  # a /command reads as one plain word
+            if len(words.split()) >= 12:
+                assert textstat.flesch_kincaid_grade(words) <= 8, key
+
+
 # ---------------------------------------------------------------- logging
 
 
