@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 from datetime import timedelta
 
+import pytest
 from sqlmodel import col, select
 
 from bot import clock
@@ -22,7 +23,7 @@ from bot.models import (
     Schedule,
 )
 from bot.outbox import enqueue
-from tests.conftest import PATIENT, START, Harness
+from tests.conftest import PATIENT, START, Harness, make_harness
 from tests.factories import make_active_participant
 
 STOP_CHOICES = [
@@ -491,3 +492,30 @@ async def test_privacy_says_what_is_stored_and_how_to_leave(harness: Harness) ->
     text = harness.last(PATIENT).text
     for expected in ("code name", "/stop", "/delete_my_data", harness.settings.study_name):
         assert expected in text
+
+
+@pytest.mark.postgres
+async def test_leaving_and_deleting_work_on_postgresql(pg_url: str) -> None:
+    h = await make_harness(pg_url)
+    try:
+        p = await make_active_participant(h.db)
+        done = await add_checkin(h, p, status=CheckInStatus.partial, due_in=-timedelta(hours=1))
+        async with h.db.session() as session:
+            assert done.id is not None
+            session.add(Answer(checkin_id=done.id, item_code="note", value="a note"))
+            await enqueue(session, kind="reminder", chat_id=PATIENT, participant_id=p.id)
+        await h.command(PATIENT, "stop")
+        await h.press(PATIENT, "Leave the study")
+        await h.press(PATIENT, "Yes, leave the study")
+        assert (await reload(h, p.id)).status == Lifecycle.withdrawn
+        await h.command(PATIENT, "delete_my_data")
+        await h.press(PATIENT, "Yes, delete my data")
+        stored = await reload(h, p.id)
+        assert (stored.status, stored.telegram_user_id) == (Lifecycle.deleted, None)
+        async with h.db.session() as session:
+            assert (await session.exec(select(Answer))).all() == []
+            rows = (await session.exec(select(OutgoingMessage))).all()
+        assert [(r.state, r.chat_id) for r in rows] == [(OutboxState.cancelled, 0)]
+    finally:
+        await h.app.shutdown()
+        await h.db.dispose()
