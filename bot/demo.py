@@ -262,7 +262,7 @@ def _aware(value: datetime) -> datetime:
 def render_message(label: str, message: FakeMessage) -> str:
     """Formats one bot message for the terminal, with its buttons numbered."""
     lines = message.text.splitlines() or [""]
-    out = [f"{label}: {lines[0]}"] + [f"{INDENT}{line}" for line in lines[1:]]
+    out = [f"{label}: {lines[0]}"] + [f"{INDENT}{line}" if line else "" for line in lines[1:]]
     number = 0
     for row in message.button_rows():
         cells = []
