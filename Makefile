@@ -6,10 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run demo test lint format typecheck pytest migrate bench clean
+.PHONY: help install run demo test lint format typecheck pytest migrate migration migration-reset bench clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "adherence-bot needs Python 3.11")'
@@ -21,13 +21,19 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## Create .venv and install the bot with its dev tools
 
 run: $(STAMP) ## Set up and start the bot (needs TELEGRAM_BOT_TOKEN in .env)
-	$(BIN)/adherence-bot run
+	@$(BIN)/adherence-bot run
 
 demo: $(STAMP) ## Chat with the bot in this terminal, offline, no token needed
-	$(BIN)/adherence-bot demo
+	@$(BIN)/adherence-bot demo
 
 migrate: $(STAMP) ## Apply database migrations
-	$(BIN)/adherence-bot db upgrade
+	@$(BIN)/adherence-bot db upgrade
+
+migration: $(STAMP) ## Write a migration for model changes: make migration MSG="add x to y"
+	$(BIN)/python -m bot.devtools.make_migration "$(or $(MSG),schema change)"
+
+migration-reset: $(STAMP) ## Rewrite the initial migration from the models (before any release)
+	$(BIN)/python -m bot.devtools.make_migration --initial
 
 test: $(STAMP) lint typecheck pytest ## Set up and run ruff, mypy and the whole test suite
 

@@ -263,3 +263,22 @@ def test_expiry_is_the_end_of_the_day_in_the_study_zone() -> None:
 
     summer = expiry_instant(date(2026, 7, 1), "Europe/Madrid")
     assert summer == datetime(2026, 7, 1, 22, 0, tzinfo=UTC)
+
+
+def test_env_example_documents_every_setting_and_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.config import Settings
+    from bot.paths import REPO_DIR
+
+    example = REPO_DIR / ".env.example"
+    names = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", example.read_text(), flags=re.M))
+    fields = {name.upper() for name in Settings.model_fields}
+    for name in fields:
+        monkeypatch.delenv(name, raising=False)
+    assert fields - names == set(), "settings missing from .env.example"
+    assert names - fields == set(), ".env.example names unknown settings"
+    loaded = Settings(_env_file=example)  # type: ignore[call-arg]
+    assert loaded.problems_for_run() == [
+        "token_missing",
+        "emergency_number_missing",
+        "pseudonym_key_missing",
+    ]
