@@ -12,6 +12,7 @@ from telegram import BotCommand, BotCommandScopeAllPrivateChats, Update
 from telegram.ext import Application, ContextTypes
 from telegram.request import BaseRequest
 
+from bot import dispatcher
 from bot.config import Settings
 from bot.content import messages
 from bot.db import Database
@@ -91,4 +92,15 @@ def build_application(
     checkin.register_outbox(app.bot_data)
     onboarding.register_outbox(app.bot_data)
     register_handlers(app)
+    # One dispatcher tick claims every due row (no job per patient). A late tick still runs
+    # (APScheduler's default grace is 1 s) and piled-up ticks coalesce into one.
+    if app.job_queue is not None:
+        interval = min(settings.dispatch_interval_seconds, 15.0)
+        app.job_queue.run_repeating(
+            dispatcher.dispatch_job,
+            interval=interval,
+            first=1.0,
+            name="dispatcher",
+            job_kwargs={"max_instances": 1, "coalesce": True, "misfire_grace_time": 60},
+        )
     return app

@@ -242,6 +242,9 @@ async def _handle_due(
             return False
     if reason is None and checkin.window_closes_at <= at:
         reason = MissedReason.not_sent_outage  # due while the bot was down; window passed
+    taken = {"status": CheckInStatus.missed} if reason is not None else {"queued_at": at}
+    if not await _take(session, checkin, taken):
+        return False  # another tick handled it a moment ago
     if reason is not None:
         close_checkin(checkin, reason=reason, at=at)
         report.count_missed(reason)
@@ -267,6 +270,21 @@ async def _handle_due(
             report=report,
         )
     return True
+
+
+async def _take(session: AsyncSession, checkin: CheckIn, values: dict[str, Any]) -> bool:
+    """Compare-and-set on the row, so two ticks (even on SQLite) never both handle it."""
+    result = await session.exec(
+        sa.update(CheckIn)
+        .where(
+            col(CheckIn.id) == checkin.id,
+            col(CheckIn.status) == CheckInStatus.scheduled,
+            col(CheckIn.queued_at).is_(None),
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
 
 
 async def _ask_reconsent(
@@ -431,7 +449,8 @@ async def close_windows(*, services: Services, report: TickReport) -> None:
             ),
         )
         for checkin in (await session.exec(_locked(services, query))).all():
-            reason = await _close_reason(session, checkin)
+            participant = await session.get(Participant, checkin.participant_id)
+            reason = await _close_reason(session, checkin, participant)
             close_checkin(checkin, reason=reason, at=at)
             session.add(checkin)
             report.windows_closed += 1
@@ -448,10 +467,13 @@ async def close_windows(*, services: Services, report: TickReport) -> None:
                 session.add(row)
 
 
-async def _close_reason(session: AsyncSession, checkin: CheckIn) -> MissedReason:
+async def _close_reason(
+    session: AsyncSession, checkin: CheckIn, participant: Participant | None
+) -> MissedReason:
     """Returns why an unfinished check-in is closing: never sent, silence, or part answered."""
     if checkin.status == CheckInStatus.scheduled:
-        return MissedReason.not_sent_outage
+        # Queued but never delivered: held back by her pause or block, else our outage.
+        return participant_block(participant) or MissedReason.not_sent_outage
     if checkin.status == CheckInStatus.partial:
         return MissedReason.closed_partial
     answers = await session.exec(

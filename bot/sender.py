@@ -38,6 +38,7 @@ from telegram.error import (
 
 from bot import clock, ratelimit
 from bot.clock import Sleeper
+from bot.lifecycle import mark_reachable
 from bot.models import (
     CheckIn,
     CheckInStatus,
@@ -199,10 +200,8 @@ async def record_checkin_send(
 async def mark_blocked(*, session: AsyncSession, participant_id: int, at: datetime) -> None:
     """Marks her unreachable (she blocked the bot), closes her open check-ins, stops her queue."""
     participant = await session.get(Participant, participant_id)
-    if participant is not None and participant.reachable:
-        participant.reachable = False
-        participant.unreachable_since = at
-        session.add(participant)
+    if participant is not None:
+        await mark_reachable(session=session, participant=participant, reachable=False)
     checkins = await session.exec(
         select(CheckIn).where(
             CheckIn.participant_id == participant_id,

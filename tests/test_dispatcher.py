@@ -1,0 +1,498 @@
+"""The dispatcher tick: on-time check-ins, DST days, reminders, windows, restarts, no doubles."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from bot import checkins, clock
+from bot.models import (
+    Answer,
+    CheckIn,
+    CheckInStatus,
+    Lifecycle,
+    MissedReason,
+    OutboxState,
+    OutgoingMessage,
+    Participant,
+)
+from bot.outbox import enqueue
+from tests.conftest import PATIENT, Harness, make_harness
+from tests.dispatch_helpers import (
+    add_participant,
+    checkins_of,
+    move_to,
+    outbox,
+    prepare,
+    reload,
+    run_for,
+    tick,
+)
+
+MADRID = "Europe/Madrid"
+NEW_YORK = "America/New_York"
+
+
+@pytest.fixture
+async def h(harness: Harness) -> Harness:
+    """The harness in virtual time with simple check-in renderers."""
+    prepare(harness)
+    return harness
+
+
+async def pending(h: Harness, participant_id: int) -> CheckIn:
+    """Returns her one check-in that waits to be sent."""
+    waiting = [
+        c
+        for c in await checkins_of(h.db, participant_id)
+        if c.status == CheckInStatus.scheduled and c.queued_at is None
+    ]
+    assert len(waiting) == 1, waiting
+    return waiting[0]
+
+
+async def jump_to_next(h: Harness, participant_id: int) -> CheckIn:
+    """Moves time to a few seconds after her next check-in is due and ticks."""
+    due = await pending(h, participant_id)
+    move_to(due.due_at + timedelta(seconds=5))
+    await tick(h)
+    return due
+
+
+def local(at: datetime, tz: str) -> datetime:
+    """Returns the instant as naive local wall time."""
+    return at.astimezone(ZoneInfo(tz)).replace(tzinfo=None)
+
+
+async def sent_checkins(h: Harness) -> list[OutgoingMessage]:
+    """Returns every check-in message that went out."""
+    return await outbox(h.db, kind="checkin", state=OutboxState.sent)
+
+
+# ---------------------------------------------------------------- on time, DST, zone change
+
+
+async def test_checkin_arrives_on_time_at_her_local_time(h: Harness) -> None:
+    # 09:00 UTC is 10:00 in Madrid; she chose 10:05 local.
+    p = await add_participant(h.db, uid=PATIENT, tz=MADRID, local_time="10:05")
+    await run_for(h, timedelta(minutes=10), every=10)
+    [row] = await sent_checkins(h)
+    [message] = h.fake.chat(PATIENT)
+    due = datetime(2026, 1, 12, 9, 5, tzinfo=UTC)
+    assert timedelta(0) <= message.sent_at - due <= timedelta(seconds=30)
+    assert local(message.sent_at, MADRID).strftime("%H:%M") == "10:05"
+    [checkin, _next] = await checkins_of(h.db, p.id or 0)
+    assert checkin.status == CheckInStatus.sent
+    assert checkin.sent_at == row.sent_at
+    assert checkin.message_ids == str(message.message_id)
+    assert checkin.next_reminder_at == row.sent_at + timedelta(minutes=120)
+    assert _next.due_at == due + timedelta(days=1)
+
+
+@pytest.mark.parametrize(
+    ("tz", "day"), [(MADRID, datetime(2026, 3, 29)), (NEW_YORK, datetime(2026, 3, 8))]
+)
+async def test_spring_forward_checkin_at_0230_is_sent_once_at_0330(
+    h: Harness, tz: str, day: datetime
+) -> None:
+    move_to(datetime(day.year, day.month, day.day, 12, tzinfo=UTC) - timedelta(days=2))
+    p = await add_participant(h.db, uid=PATIENT, tz=tz, local_time="02:30")
+    for _ in range(3):
+        await jump_to_next(h, p.id or 0)
+    sent = [local(row.sent_at, tz) for row in await sent_checkins(h) if row.sent_at]
+    on_the_day = [t for t in sent if t.date() == day.date()]
+    assert [t.strftime("%H:%M") for t in on_the_day] == ["03:30"]
+    assert [t.strftime("%H:%M") for t in sent if t.date() != day.date()] == ["02:30", "02:30"]
+
+
+@pytest.mark.parametrize(
+    ("tz", "day", "hhmm"),
+    [(NEW_YORK, datetime(2026, 11, 1), "01:30"), (MADRID, datetime(2026, 10, 25), "02:30")],
+)
+async def test_autumn_checkin_in_the_repeated_hour_is_sent_once_at_the_first_pass(
+    h: Harness, tz: str, day: datetime, hhmm: str
+) -> None:
+    move_to(datetime(day.year, day.month, day.day, 12, tzinfo=UTC) - timedelta(days=2))
+    p = await add_participant(h.db, uid=PATIENT, tz=tz, local_time=hhmm)
+    for _ in range(3):
+        await jump_to_next(h, p.id or 0)
+    # Tick through the repeated hour too: nothing more may go out.
+    await run_for(h, timedelta(hours=2), every=60)
+    sent = [row.sent_at for row in await sent_checkins(h) if row.sent_at]
+    on_the_day = [t for t in sent if local(t, tz).date() == day.date()]
+    assert len(on_the_day) == 1
+    summer_offset = datetime(day.year, 8, 1, tzinfo=ZoneInfo(tz)).utcoffset()
+    assert on_the_day[0].astimezone(ZoneInfo(tz)).utcoffset() == summer_offset
+    assert all(local(t, tz).strftime("%H:%M") == hhmm for t in sent)
+
+
+@pytest.mark.parametrize(
+    ("tz", "day"),
+    [
+        (MADRID, datetime(2026, 3, 29)),
+        (NEW_YORK, datetime(2026, 3, 8)),
+        (MADRID, datetime(2026, 10, 25)),
+        (NEW_YORK, datetime(2026, 11, 1)),
+    ],
+)
+async def test_nine_oclock_checkin_arrives_at_nine_local_across_the_change(
+    h: Harness, tz: str, day: datetime
+) -> None:
+    move_to(datetime(day.year, day.month, day.day, 12, tzinfo=UTC) - timedelta(days=2))
+    p = await add_participant(h.db, uid=PATIENT, tz=tz, local_time="09:00")
+    for _ in range(4):
+        await jump_to_next(h, p.id or 0)
+    sent = [local(row.sent_at, tz) for row in await sent_checkins(h) if row.sent_at]
+    assert len(sent) == 4
+    assert {t.strftime("%H:%M") for t in sent} == {"09:00"}
+    assert len({t.date() for t in sent}) == 4
+
+
+async def test_changing_her_zone_moves_the_next_checkin(h: Harness) -> None:
+    from bot.scheduling import set_schedule
+
+    p = await add_participant(h.db, uid=PATIENT, tz="Europe/London", local_time="09:00")
+    assert (await pending(h, p.id or 0)).due_at == datetime(2026, 1, 13, 9, tzinfo=UTC)
+    async with h.db.session() as session:
+        participant = await session.get(Participant, p.id)
+        assert participant is not None
+        await set_schedule(
+            session=session,
+            participant=participant,
+            local_time="09:00",
+            weekdays="0123456",
+            timezone=NEW_YORK,
+        )
+    move_to(datetime(2026, 1, 12, 13, 59, 50, tzinfo=UTC))
+    await tick(h)
+    assert h.fake.chat(PATIENT) == []
+    move_to(datetime(2026, 1, 12, 14, 0, 5, tzinfo=UTC))
+    await tick(h)
+    [message] = h.fake.chat(PATIENT)
+    assert local(message.sent_at, NEW_YORK).strftime("%H:%M") == "09:00"
+    move_to(datetime(2026, 1, 13, 9, 0, 30, tzinfo=UTC))  # her old London slot
+    await tick(h)
+    assert len(h.fake.chat(PATIENT)) == 1
+
+
+# ---------------------------------------------------------------- reminders
+
+
+async def test_one_reminder_after_the_delay_then_none(h: Harness) -> None:
+    p = await add_participant(h.db, uid=PATIENT, local_time="09:05")
+    checkin = await jump_to_next(h, p.id or 0)
+    sent_at = clock.now()
+    move_to(sent_at + timedelta(minutes=119))
+    await tick(h)
+    assert len(h.fake.chat(PATIENT)) == 1
+    move_to(sent_at + timedelta(minutes=121))
+    report = await tick(h)
+    assert report.reminders_queued == 1 and report.sent == 1
+    assert len(h.fake.chat(PATIENT)) == 2
+    await run_for(h, timedelta(hours=3), every=300)
+    assert len(h.fake.chat(PATIENT)) == 2  # only one automatic reminder
+    stored = await reload(h.db, CheckIn, checkin.id)
+    assert stored.reminder_count == 1
+    assert stored.next_reminder_at is None
+    assert len(stored.message_ids.split(",")) == 2
+
+
+async def test_reminder_waits_for_the_end_of_her_quiet_hours(h: Harness) -> None:
+    # A 05:00 check-in goes out at 05:00 (she chose it); its reminder (07:00) waits until 08:00.
+    p = await add_participant(h.db, uid=PATIENT, local_time="05:00")
+    checkin = await jump_to_next(h, p.id or 0)
+    assert local(h.fake.last(PATIENT).sent_at, "Europe/London").hour == 5
+    move_to(checkin.due_at + timedelta(hours=2, seconds=10))
+    report = await tick(h)
+    assert report.reminders_held == 1
+    assert len(h.fake.chat(PATIENT)) == 1
+    stored = await reload(h.db, CheckIn, checkin.id)
+    assert stored.next_reminder_at == datetime(2026, 1, 13, 8, 0, tzinfo=UTC)
+    move_to(datetime(2026, 1, 13, 8, 0, 5, tzinfo=UTC))
+    await tick(h)
+    assert len(h.fake.chat(PATIENT)) == 2
+
+
+async def test_reminder_that_would_fall_in_quiet_hours_until_the_window_closes_is_dropped(
+    h: Harness,
+) -> None:
+    p = await add_participant(h.db, uid=PATIENT, local_time="20:00")
+    checkin = await jump_to_next(h, p.id or 0)
+    await run_for(h, timedelta(hours=7), every=600)
+    assert len(h.fake.chat(PATIENT)) == 1
+    stored = await reload(h.db, CheckIn, checkin.id)
+    assert stored.status == CheckInStatus.missed
+    assert stored.missed_reason == MissedReason.no_answer
+
+
+async def test_remind_me_in_an_hour_sends_another_reminder(h: Harness) -> None:
+    p = await add_participant(h.db, uid=PATIENT, local_time="09:05")
+    checkin = await jump_to_next(h, p.id or 0)
+    move_to(clock.now() + timedelta(minutes=121))
+    await tick(h)
+    async with h.db.session() as session:
+        row = await session.get(CheckIn, checkin.id)
+        assert row is not None
+        assert await checkins.snooze(session=session, checkin=row, minutes=60)
+    move_to(clock.now() + timedelta(minutes=61))
+    await tick(h)
+    assert len(h.fake.chat(PATIENT)) == 3
+    stored = await reload(h.db, CheckIn, checkin.id)
+    assert stored.reminder_count == 2
+
+
+# ---------------------------------------------------------------- windows
+
+
+async def test_window_close_records_no_answer_or_closed_partial(h: Harness) -> None:
+    silent = await add_participant(h.db, uid=PATIENT, local_time="09:05")
+    partly = await add_participant(h.db, uid=PATIENT + 1, local_time="09:05")
+    move_to(datetime(2026, 1, 12, 9, 5, 5, tzinfo=UTC))
+    await tick(h)
+    [c_silent, _] = await checkins_of(h.db, silent.id or 0)
+    [c_partly, _] = await checkins_of(h.db, partly.id or 0)
+    async with h.db.session() as session:
+        session.add(Answer(checkin_id=c_partly.id or 0, item_code="took_med", value="yes"))
+        row = await session.get(CheckIn, c_partly.id)
+        assert row is not None
+        row.status = CheckInStatus.partial
+        session.add(row)
+        # A reminder still waiting when the window closes is cancelled.
+        await enqueue(
+            session,
+            kind="reminder",
+            chat_id=PATIENT,
+            participant_id=silent.id,
+            checkin_id=c_silent.id,
+            not_before=datetime(2026, 1, 13, tzinfo=UTC),
+        )
+    move_to(datetime(2026, 1, 12, 15, 5, 1, tzinfo=UTC))
+    report = await tick(h)
+    assert report.windows_closed == 2
+    s = await reload(h.db, CheckIn, c_silent.id)
+    q = await reload(h.db, CheckIn, c_partly.id)
+    assert (s.status, s.missed_reason) == (CheckInStatus.missed, MissedReason.no_answer)
+    assert (q.status, q.missed_reason) == (CheckInStatus.missed, MissedReason.closed_partial)
+    assert s.closed_at == clock.now()
+    [reminder] = await outbox(h.db, kind="reminder")
+    assert reminder.state == OutboxState.cancelled
+
+
+# ---------------------------------------------------------------- restart catch-up
+
+
+async def test_checkin_due_while_the_bot_was_down_is_sent_if_its_window_is_open(
+    h: Harness,
+) -> None:
+    p = await add_participant(h.db, uid=PATIENT, local_time="09:30")
+    move_to(datetime(2026, 1, 12, 11, 0, tzinfo=UTC))  # down from 09:00 to 11:00
+    await tick(h)
+    assert len(h.fake.chat(PATIENT)) == 1
+    [first, _] = await checkins_of(h.db, p.id or 0)
+    assert first.status == CheckInStatus.sent
+
+
+async def test_checkin_whose_window_passed_during_the_outage_is_missed_not_sent_outage(
+    h: Harness,
+) -> None:
+    p = await add_participant(h.db, uid=PATIENT, local_time="09:30")
+    move_to(datetime(2026, 1, 12, 16, 0, tzinfo=UTC))
+    report = await tick(h)
+    assert h.fake.chat(PATIENT) == []
+    [first, upcoming] = await checkins_of(h.db, p.id or 0)
+    assert (first.status, first.missed_reason) == (
+        CheckInStatus.missed,
+        MissedReason.not_sent_outage,
+    )
+    assert report.missed == {MissedReason.not_sent_outage: 1}
+    assert upcoming.due_at == datetime(2026, 1, 13, 9, 30, tzinfo=UTC)
+
+
+async def test_several_days_down_records_each_missed_day_and_sends_today(h: Harness) -> None:
+    p = await add_participant(h.db, uid=PATIENT, local_time="09:30")
+    move_to(datetime(2026, 1, 15, 10, 0, tzinfo=UTC))
+    report = await tick(h)
+    rows = await checkins_of(h.db, p.id or 0)
+    assert [(c.due_at.day, c.status, c.missed_reason) for c in rows] == [
+        (12, CheckInStatus.missed, MissedReason.not_sent_outage),
+        (13, CheckInStatus.missed, MissedReason.not_sent_outage),
+        (14, CheckInStatus.missed, MissedReason.not_sent_outage),
+        (15, CheckInStatus.sent, None),
+        (16, CheckInStatus.scheduled, None),
+    ]
+    assert report.missed == {MissedReason.not_sent_outage: 3}
+    assert len(h.fake.chat(PATIENT)) == 1
+    # The next ticks change nothing: no doubles of the recorded gap.
+    await tick(h)
+    assert len(await checkins_of(h.db, p.id or 0)) == 5
+
+
+# ---------------------------------------------------------------- never twice
+
+
+async def test_repeated_ticks_send_each_checkin_once(h: Harness) -> None:
+    for i in range(5):
+        await add_participant(h.db, uid=PATIENT + i, local_time="09:05")
+    move_to(datetime(2026, 1, 12, 9, 5, 5, tzinfo=UTC))
+    first = await tick(h)
+    second = await tick(h)
+    assert (first.sent, second.sent) == (5, 0)
+    assert all(len(h.fake.chat(PATIENT + i)) == 1 for i in range(5))
+
+
+async def test_two_ticks_at_once_send_each_checkin_once(h: Harness) -> None:
+    for i in range(5):
+        await add_participant(h.db, uid=PATIENT + i, local_time="09:05")
+    move_to(datetime(2026, 1, 12, 9, 5, 5, tzinfo=UTC))
+    reports = await asyncio.gather(tick(h), tick(h))
+    assert sum(r.checkins_queued for r in reports) == 5
+    assert sum(r.sent for r in reports) == 5
+    assert all(len(h.fake.chat(PATIENT + i)) == 1 for i in range(5))
+
+
+async def test_a_restarted_bot_does_not_send_again(h: Harness, tmp_path: Path) -> None:
+    await add_participant(h.db, uid=PATIENT, local_time="09:05")
+    move_to(datetime(2026, 1, 12, 9, 5, 5, tzinfo=UTC))
+    await tick(h)
+    restarted = await make_harness(f"sqlite:///{tmp_path / 'test.db'}")
+    try:
+        prepare(restarted)
+        await tick(restarted)
+        move_to(clock.now() + timedelta(minutes=30))
+        await tick(restarted)
+        assert restarted.fake.chat(PATIENT) == []
+    finally:
+        await restarted.app.shutdown()
+        await restarted.db.dispose()
+    assert len(h.fake.chat(PATIENT)) == 1
+
+
+async def test_expired_lease_is_marked_uncertain_and_retried_once(h: Harness) -> None:
+    async with h.db.session() as session:
+        row = await enqueue(session, kind="test", chat_id=PATIENT, payload={"text": "hi"})
+        row.state = OutboxState.sending
+        row.attempts = 1
+        row.lease_until = clock.now() - timedelta(seconds=1)
+        again = await enqueue(session, kind="test", chat_id=PATIENT + 1, payload={"text": "hi"})
+        again.state = OutboxState.sending
+        again.attempts = 2
+        again.lease_until = clock.now() - timedelta(seconds=1)
+        session.add_all([row, again])
+    report = await tick(h)
+    assert report.recovered == 2 and report.uncertain == 2
+    retried = await reload(h.db, OutgoingMessage, row.id)
+    assert (retried.state, retried.uncertain, retried.attempts) == (OutboxState.sent, True, 2)
+    given_up = await reload(h.db, OutgoingMessage, again.id)
+    assert (given_up.state, given_up.uncertain) == (OutboxState.uncertain, True)
+    assert h.fake.chat(PATIENT + 1) == []
+
+
+# ---------------------------------------------------------------- lifecycle at due time
+
+
+async def test_paused_checkins_are_missed_paused_and_resume_by_themselves(h: Harness) -> None:
+    p = await add_participant(h.db, uid=PATIENT, local_time="09:30")
+    async with h.db.session() as session:
+        row = await session.get(Participant, p.id)
+        assert row is not None
+        row.status = Lifecycle.paused
+        row.paused_until = datetime(2026, 1, 13, 12, tzinfo=UTC)
+        session.add(row)
+    await jump_to_next(h, p.id or 0)  # Jan 12
+    await jump_to_next(h, p.id or 0)  # Jan 13, still paused
+    report = await run_for(h, timedelta(hours=3), every=600)  # the pause ends at 12:00
+    assert report.resumed == 1
+    await jump_to_next(h, p.id or 0)  # Jan 14
+    rows = await checkins_of(h.db, p.id or 0)
+    assert [(c.status, c.missed_reason) for c in rows[:3]] == [
+        (CheckInStatus.missed, MissedReason.paused),
+        (CheckInStatus.missed, MissedReason.paused),
+        (CheckInStatus.sent, None),
+    ]
+    assert len(h.fake.chat(PATIENT)) == 1
+
+
+async def test_withdrawn_participant_gets_nothing_and_no_new_checkins(h: Harness) -> None:
+    p = await add_participant(h.db, uid=PATIENT, local_time="09:30")
+    async with h.db.session() as session:
+        row = await session.get(Participant, p.id)
+        assert row is not None
+        row.status = Lifecycle.withdrawn
+        session.add(row)
+    move_to(datetime(2026, 1, 12, 9, 30, 5, tzinfo=UTC))
+    await tick(h)
+    await run_for(h, timedelta(days=2), every=3600)
+    [only] = await checkins_of(h.db, p.id or 0)
+    assert (only.status, only.missed_reason) == (CheckInStatus.missed, MissedReason.withdrawn)
+    assert h.fake.chat(PATIENT) == []
+
+
+async def test_unreachable_participant_checkin_is_missed_blocked(h: Harness) -> None:
+    p = await add_participant(h.db, uid=PATIENT, local_time="09:30")
+    async with h.db.session() as session:
+        row = await session.get(Participant, p.id)
+        assert row is not None
+        row.reachable = False
+        session.add(row)
+    await jump_to_next(h, p.id or 0)
+    [first, upcoming] = await checkins_of(h.db, p.id or 0)
+    assert (first.status, first.missed_reason) == (CheckInStatus.missed, MissedReason.blocked)
+    assert upcoming.status == CheckInStatus.scheduled
+    assert h.fake.calls_to("sendMessage") == []
+
+
+async def test_new_consent_version_holds_the_checkin_and_asks_once(h: Harness) -> None:
+    p = await add_participant(h.db, uid=PATIENT, local_time="09:30")
+    async with h.db.session() as session:
+        row = await session.get(Participant, p.id)
+        assert row is not None
+        row.consent_version = "0.1"
+        session.add(row)
+    checkin = await jump_to_next(h, p.id or 0)
+    await run_for(h, timedelta(minutes=5), every=10)
+    asks = await outbox(h.db, kind="reconsent")
+    assert len(asks) == 1
+    assert (await reload(h.db, Participant, p.id)).awaiting == "reconsent"
+    assert await sent_checkins(h) == []
+    held = await reload(h.db, CheckIn, checkin.id)
+    assert held.status == CheckInStatus.scheduled and held.queued_at is None
+    # She agrees to the new version: the held check-in goes out on the next tick.
+    from bot.content import consent_text
+
+    async with h.db.session() as session:
+        row = await session.get(Participant, p.id)
+        assert row is not None
+        row.consent_version = consent_text("en").version
+        row.awaiting = None
+        session.add(row)
+    await tick(h)
+    assert len(await sent_checkins(h)) == 1
+    assert (await reload(h.db, CheckIn, checkin.id)).status == CheckInStatus.sent
+
+
+async def test_checkin_held_for_consent_all_window_is_missed_no_answer(h: Harness) -> None:
+    p = await add_participant(h.db, uid=PATIENT, local_time="09:30")
+    async with h.db.session() as session:
+        row = await session.get(Participant, p.id)
+        assert row is not None
+        row.consent_version = "0.1"
+        session.add(row)
+    checkin = await jump_to_next(h, p.id or 0)
+    move_to(checkin.window_closes_at + timedelta(seconds=5))
+    await tick(h)
+    closed = await reload(h.db, CheckIn, checkin.id)
+    assert (closed.status, closed.missed_reason) == (CheckInStatus.missed, MissedReason.no_answer)
+    assert len(await outbox(h.db, kind="reconsent")) == 1
+
+
+async def test_schedule_without_a_pending_checkin_is_planned(h: Harness) -> None:
+    from tests.factories import make_active_participant
+
+    p = await make_active_participant(h.db, checkin_time="09:30")
+    await tick(h)
+    upcoming = await pending(h, p.id or 0)
+    assert upcoming.due_at == datetime(2026, 1, 12, 9, 30, tzinfo=UTC)
