@@ -139,6 +139,9 @@ def _configure_logging(settings: Settings, level: str) -> None:
     configure_logging(level, secrets=[s for s in secrets if s])
     # Alembic announces each of its plugins at INFO; only the migrations themselves matter.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    if logging.getLogger().level > logging.DEBUG:
+        # APScheduler logs every dispatcher tick (several a minute) at INFO.
+        logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
 
 
 # ---------------------------------------------------------------- run
