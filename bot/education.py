@@ -529,6 +529,34 @@ def menu_view(locale: str = DEFAULT_LOCALE, *, lead_key: str = "learn.menu") -> 
 # ---------------------------------------------------------------- views
 
 
+def turned_within(pressed_buttons: Iterable[tuple[str, str]], page_id: str, locale: str) -> bool:
+    """Tells whether a press came from Back / Next of this same page (so it is no new view)."""
+    texts = messages(locale)
+    nav_labels = {texts.get("learn.back"), texts.get("learn.next")}
+    prefix = f"{CALLBACK_PREFIX}{page_id}:"
+    return any(label in nav_labels and data.startswith(prefix) for label, data in pressed_buttons)
+
+
+async def view_for_press(
+    *,
+    session: AsyncSession,
+    participant: Participant | None,
+    data: str,
+    pressed_buttons: Iterable[tuple[str, str]] = (),
+) -> View:
+    """Returns what an 'edu:' press shows, recording a view when she opens a page."""
+    locale = participant.locale if participant else DEFAULT_LOCALE
+    request = parse_callback(data)
+    if request is not None and request.page_id is None:
+        return menu_view(locale)
+    target = page(request.page_id, locale) if request and request.page_id else None
+    if request is None or target is None:
+        return menu_view(locale, lead_key="learn.not_found")
+    if request.part == 1 and not turned_within(pressed_buttons, target.id, locale):
+        await record_page_view(session=session, participant=participant, page=target)
+    return page_view(target, request.part)
+
+
 async def record_page_view(
     *, session: AsyncSession, participant: Participant | None, page: Page
 ) -> PageView | None:

@@ -351,3 +351,13 @@ def test_callback_data_parses_menu_and_parts_and_rejects_the_rest() -> None:
     assert education.parse_callback("edu:Bone:1") is None
     assert education.parse_callback("edu:bone-health") is None
     assert education.parse_callback("ci:1:pain:3") is None
+
+
+def test_only_back_or_next_within_the_same_page_is_not_a_new_view() -> None:
+    texts = messages("en")
+    back = (texts.get("learn.back"), "edu:what-may-help:1")
+    related = ("What may help", "edu:what-may-help:1")
+    assert education.turned_within([back], "what-may-help", "en")
+    assert not education.turned_within([related], "what-may-help", "en")  # an offer or link
+    assert not education.turned_within([back], "what-may", "en")  # a page id prefix is not it
+    assert not education.turned_within([], "what-may-help", "en")
