@@ -514,6 +514,13 @@ async def _consent_press(
     """Records Agree (for the version she read) or answers Not now."""
     m = msgs(participant)
     if op == "later":
+        if not pt.needs_consent(participant):
+            # A stale "Not now" from before she agreed: nothing changes.
+            if pt.is_onboarded(participant):
+                reply.say(m.get("onboarding.already_done"))
+            else:
+                reply.say(*(await current_question(session, participant, settings))[1])
+            return
         reply.chosen = m.get("onboarding.not_now")
         if pt.is_onboarded(participant):
             reply.say(m.get("onboarding.reconsent_later"))

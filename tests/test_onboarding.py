@@ -358,6 +358,18 @@ async def test_agree_on_an_outdated_consent_text_shows_the_current_one(
     assert await consents(h.db) == []
 
 
+async def test_stale_not_now_after_agreeing_changes_nothing(harness: Harness) -> None:
+    h = harness
+    await h.command(PATIENT, "start")
+    consent_message = h.last(PATIENT)
+    await h.press(PATIENT, "I agree")
+    await h.press(PATIENT, "onb:later", message=consent_message)
+    assert h.last(PATIENT).text == "Thank you! First, which medicine are you taking?"
+    p = await participant(h.db)
+    assert p is not None and p.consent_version == consent_text().version
+    assert len(await consents(h.db)) == 1
+
+
 # ---------------------------------------------------------------- enrollment and invites
 
 
@@ -669,3 +681,28 @@ async def test_consent_stores_only_after_agree(harness: Harness) -> None:
         assert (await session.exec(select(Consent))).all() == []
     await h.press(PATIENT, "I agree")
     assert len(await consents(h.db)) == 1
+
+
+@pytest.mark.postgres
+async def test_invite_onboarding_and_settings_work_on_postgresql(pg_url: str) -> None:
+    h = await make_harness(pg_url, open_enrollment=False)
+    try:
+        code = await new_invite(h, max_uses=1)
+        await onboard(h, code=code, country="United Kingdom", time_label="20:00")
+        await h.command(PATIENT + 1, "start", code)
+        assert "already been used" in h.last(PATIENT + 1).text
+
+        await h.command(PATIENT, "settings")
+        await h.press(PATIENT, "Country and time zone")
+        await h.press(PATIENT, "United States")
+        await h.press(PATIENT, "Pacific")
+        p = await participant(h.db)
+        assert p is not None and p.id is not None
+        assert (p.status, p.timezone) == (Lifecycle.active, "America/Los_Angeles")
+        [upcoming] = await pending_checkins(h.db, p.id)
+        assert upcoming.due_at == datetime(2026, 1, 13, 4, 0, tzinfo=UTC)  # 20:00 PST
+        assert (await invite_by_code(h.db, code)).uses == 1
+        assert_within_telegram_limits(h)
+    finally:
+        await h.app.shutdown()
+        await h.db.dispose()
