@@ -113,3 +113,79 @@ def test_run_answers_a_start_delivered_by_get_updates(
     _out, err = _stop(bot_process)
     assert bot_process.returncode == 0, err
     assert "Traceback" not in err and "handler failed" not in err, err
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_webhook_mode_registers_the_secret_and_refuses_requests_without_it(
+    server: FakeBotApiServer, tmp_path: Path
+) -> None:
+    import json
+    import urllib.error
+    import urllib.request
+
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "WEBHOOK_"))}
+    env.update(
+        {
+            "TELEGRAM_BOT_TOKEN": TOKEN,
+            "TELEGRAM_API_BASE_URL": server.root_url + "/bot",
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'hook.db'}",
+            "EMERGENCY_NUMBER": "112",
+            "PSEUDONYM_KEY": "e2e-pseudonym-key",
+            "OPEN_ENROLLMENT": "true",
+            "WEBHOOK_URL": "https://bot.example.org/telegram",
+            "WEBHOOK_SECRET": "s3cret-Token_1",
+            "WEBHOOK_LISTEN": "127.0.0.1",
+            "WEBHOOK_PORT": str(port),
+        }
+    )
+    script = Path(sys.executable).parent / "adherence-bot"
+    proc = subprocess.Popen(
+        [str(script), "run"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        fake = server.fake
+        _wait_for(lambda: bool(fake.calls_to("setWebhook")), "setWebhook", proc)
+        hook = fake.calls_to("setWebhook")[0]
+        assert hook["url"] == "https://bot.example.org/telegram"
+        assert hook["secret_token"] == "s3cret-Token_1"
+        assert "my_chat_member" in hook["allowed_updates"]
+
+        body = json.dumps({"update_id": 1, **command_update(PATIENT, "/start")}).encode()
+
+        def post(secret: str | None) -> int:
+            headers = {"Content-Type": "application/json"}
+            if secret:
+                headers["X-Telegram-Bot-Api-Secret-Token"] = secret
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/", body, headers)
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    return int(response.status)
+            except urllib.error.HTTPError as exc:
+                return int(exc.code)
+            except OSError:
+                return 0  # not listening yet
+
+        _wait_for(lambda: post("wrong-secret") == 403, "the webhook to refuse a bad secret", proc)
+        assert not fake.chat(PATIENT)
+        assert post("s3cret-Token_1") == 200
+        _wait_for(lambda: bool(fake.chat(PATIENT)), "a reply to /start via the webhook", proc)
+        _out, err = _stop(proc)
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
