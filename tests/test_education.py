@@ -361,3 +361,29 @@ def test_only_back_or_next_within_the_same_page_is_not_a_new_view() -> None:
     assert not education.turned_within([related], "what-may-help", "en")  # an offer or link
     assert not education.turned_within([back], "what-may", "en")  # a page id prefix is not it
     assert not education.turned_within([], "what-may-help", "en")
+
+
+def test_rendered_html_uses_only_balanced_tags_telegram_accepts() -> None:
+    from html.parser import HTMLParser
+
+    class TagCheck(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__(convert_charrefs=False)
+            self.open: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            assert tag in {"b", "i"}, tag
+            self.open.append(tag)
+
+        def handle_endtag(self, tag: str) -> None:
+            assert self.open and self.open.pop() == tag, tag
+
+    for page in PAGES.values():
+        for part in education.render_parts(page):
+            checker = TagCheck()
+            checker.feed(part)
+            checker.close()
+            assert checker.open == [], page.id
+            assert re.search(r"&(?!amp;|lt;|gt;|quot;)", part) is None, page.id
+    menu = education.menu_view("en")
+    assert "<" not in menu.text.replace("<i>", "").replace("</i>", "")
