@@ -27,6 +27,7 @@ from bot.models import (
     Schedule,
 )
 from bot.pseudonym import pseudonym_for
+from bot.scheduling import set_schedule
 
 MEDICINES = ("anastrozole", "letrozole", "exemestane", "other", "not_sure")
 STARTED = ("this_month", "1_6_months", "6_12_months", "over_year", "not_sure")
@@ -315,8 +316,6 @@ async def onboarding_step(*, session: AsyncSession, participant: Participant) ->
 
 async def complete_onboarding(*, session: AsyncSession, participant: Participant) -> Schedule:
     """Makes her active and plans her first check-in at the next occurrence of her time."""
-    from bot.scheduling import set_schedule  # helper SCHED's module
-
     draft = await draft_schedule(session=session, participant=participant)
     if next_step(participant, draft) != Step.confirm or draft is None:
         raise ValueError("onboarding is not ready to confirm")
@@ -350,8 +349,6 @@ async def change_schedule(
     timezone: str | None = None,
 ) -> Schedule:
     """Changes one part of her active schedule, so her next check-in moves."""
-    from bot.scheduling import set_schedule  # helper SCHED's module
-
     current = await active_schedule(session=session, participant=participant)
     zone = timezone or participant.timezone or (current.timezone if current else None)
     if zone is None:
