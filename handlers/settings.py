@@ -69,7 +69,9 @@ async def on_settings(update: Update, context: BotContext) -> None:
     reply = Reply()
     async with context.services.db.session() as session:
         participant = await participant_for(session, update)
-        if participant is None or not pt.is_onboarded(participant):
+        if participant is not None and pt.has_left(participant):
+            reply.say(msgs(participant).get("onboarding.left"))
+        elif participant is None or not pt.is_onboarded(participant):
             reply.say(msgs(participant).get("settings.not_ready"))
         else:
             _stop_typing(participant)

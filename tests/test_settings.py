@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from bot.models import CheckIn, Participant
+from bot.models import CheckIn, Lifecycle, Participant
 from tests.conftest import PATIENT, Harness
 from tests.factories import make_active_participant
 from tests.onboarding_steps import (
@@ -182,3 +182,15 @@ async def test_settings_for_a_participant_made_elsewhere(harness: Harness) -> No
     async with h.db.session() as session:
         row = await session.get(Participant, made.id)
     assert row is not None and row.timezone == "Europe/Dublin"
+
+
+async def test_settings_after_leaving_says_she_has_left(harness: Harness) -> None:
+    h = harness
+    made = await make_active_participant(h.db)
+    async with h.db.session() as session:
+        row = await session.get(Participant, made.id)
+        assert row is not None
+        row.status = Lifecycle.withdrawn
+        session.add(row)
+    await h.command(PATIENT, "settings")
+    assert "left the study" in h.last(PATIENT).text
