@@ -16,7 +16,9 @@ CLASSES = (*PRECEDENCE, "none")
 
 
 def _labelled() -> list[dict[str, Any]]:
-    return list(yaml.safe_load(LABELLED.read_text(encoding="utf-8"))["messages"])
+    """Returns every labelled message: the main set and the held-out rounds."""
+    data = yaml.safe_load(LABELLED.read_text(encoding="utf-8"))
+    return [m for section in ("messages", "heldout", "heldout_2") for m in data[section]]
 
 
 def _scores(label: str, rows: list[tuple[str, str]]) -> tuple[int, int, int]:
@@ -38,7 +40,7 @@ def results() -> list[tuple[str, str]]:
 
 def test_labelled_set_is_large_and_uses_known_labels() -> None:
     messages = _labelled()
-    assert len(messages) >= 200
+    assert len(messages) >= 300
     assert {m["label"] for m in messages} == set(CLASSES)
     for m in messages:
         assert set(m.get("also", [])) <= set(PRECEDENCE), m["text"]
@@ -68,7 +70,7 @@ def test_every_labelled_message_is_classified_as_labelled(results: list[tuple[st
     ]
     print("\n" + "\n".join(misses))
     # The targets above are the contract; this keeps the known misses few and visible.
-    assert len(misses) <= 8, misses
+    assert len(misses) <= 5, misses
 
 
 def test_lower_signals_of_mixed_messages_are_also_seen() -> None:
