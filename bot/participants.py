@@ -53,12 +53,6 @@ class Step(StrEnum):
 # ---------------------------------------------------------------- finding and joining
 
 
-async def find_participant(*, session: AsyncSession, telegram_user_id: int) -> Participant | None:
-    """Returns the participant with this Telegram user id, if any."""
-    query = select(Participant).where(Participant.telegram_user_id == telegram_user_id)
-    return (await session.exec(query)).first()
-
-
 async def find_by_pseudonym(*, session: AsyncSession, pseudonym: str) -> Participant | None:
     """Returns the participant with this pseudonym (also after her ids were erased)."""
     query = select(Participant).where(Participant.pseudonym == pseudonym)
@@ -304,14 +298,6 @@ def next_step(participant: Participant, draft: Schedule | None) -> Step:
     if not draft.weekdays:
         return Step.days
     return Step.confirm
-
-
-async def onboarding_step(*, session: AsyncSession, participant: Participant) -> Step:
-    """Returns where her onboarding stands, from what is stored."""
-    if is_onboarded(participant):
-        return Step.done
-    draft = await draft_schedule(session=session, participant=participant)
-    return next_step(participant, draft)
 
 
 async def complete_onboarding(*, session: AsyncSession, participant: Participant) -> Schedule:

@@ -34,6 +34,7 @@ from bot.enrollment import START_PARAM, InviteProblem, find_invite, redeem
 from bot.models import OutgoingMessage, Participant, Schedule
 from bot.outbox import Buttons, RenderedMessage
 from bot.participants import Step
+from bot.pseudonym import pseudonym_for
 from bot.services import Services
 from handlers.common import BotContext, keyboard, msgs, participant_for
 
@@ -370,11 +371,11 @@ async def on_start(update: Update, context: BotContext) -> None:
     reply = Reply()
     async with context.services.db.session() as session:
         participant = await participant_for(session, update)
-        key = settings.pseudonym_key or "demo-pseudonym-key"
         if participant is None:
+            key = pseudonym_key(settings)
             # Her ids may have been erased on request; the pseudonym still says she left.
             earlier = await pt.find_by_pseudonym(
-                session=session, pseudonym=pt.pseudonym_for(user.id, key)
+                session=session, pseudonym=pseudonym_for(user.id, key)
             )
             if earlier is not None:
                 reply.say(msgs(earlier).get("onboarding.left"))
@@ -383,6 +384,13 @@ async def on_start(update: Update, context: BotContext) -> None:
         else:
             await _returning(session, reply, settings, participant)
     await deliver(update, context, reply)
+
+
+def pseudonym_key(settings: Settings) -> str:
+    """Returns the pseudonym key; nobody may join without one (a made-up key is guessable)."""
+    if not settings.pseudonym_key:
+        raise RuntimeError("PSEUDONYM_KEY is not set")
+    return settings.pseudonym_key
 
 
 async def _admit(
@@ -414,7 +422,7 @@ async def _admit(
         session=session,
         telegram_user_id=user_id,
         chat_id=chat_id,
-        pseudonym_key=settings.pseudonym_key or "demo-pseudonym-key",
+        pseudonym_key=pseudonym_key(settings),
         invite=invite,
         locale=settings.default_locale,
     )
