@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from bot import clock
 from bot.content import consent_text
 from bot.countries import OTHER_CODE, all_countries, country, emergency_number, other_country
 from bot.enrollment import CODE_ALPHABET, CODE_LENGTH, create_invite
+from bot.logging_setup import CAPPED_LOGGERS
 from bot.models import (
     CheckIn,
     Cohort,
@@ -304,6 +306,30 @@ async def test_text_typed_at_a_button_question_re_asks_it(harness: Harness) -> N
     assert texts[-1] == "Thank you! First, which medicine are you taking?"
     p = await participant(h.db)
     assert p is not None and p.medicine is None
+
+
+async def test_onboarding_logs_carry_no_typed_text_or_names(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    h = harness
+    await reach_time_question(h)
+    await h.press(PATIENT, "Another time")
+    await h.send(PATIENT, "around teatime please")
+    await h.send(PATIENT, "7:45 pm")
+    await h.press(PATIENT, "Every day")
+    await h.press(PATIENT, "Yes, that's right")
+    # Libraries that dump SQL parameters are capped by bot.logging_setup; the rest must never
+    # carry what she typed, her name or her username, even at DEBUG.
+    ours = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name.split(".")[0] not in CAPPED_LOGGERS
+        or r.levelno >= CAPPED_LOGGERS[r.name.split(".")[0]]
+    ]
+    assert caplog.records
+    for secret in ("teatime", "7:45 pm", "Ana", "ana_test", "123456:TEST"):
+        assert not any(secret in line for line in ours), secret
 
 
 # ---------------------------------------------------------------- consent
