@@ -111,6 +111,7 @@ class Normaliser:
         return [p for p in parts if p]
 
     def _fix_drug_name(self, token: str) -> str:
+        """Returns the drug name a token is a near-miss of, or the token unchanged."""
         if len(token) < self.fuzzy_min_length or token in self.fuzzy_terms:
             return token
         for term in self.fuzzy_terms:
@@ -163,6 +164,7 @@ def expand(pattern: str, groups: Mapping[str, Any], depth: int = 0) -> str:
         raise ContentError("safety rules: groups nest too deeply")
 
     def one(match: re.Match[str]) -> str:
+        """Returns the alternation for one `{group}` reference."""
         name = match.group(1)
         if name not in groups:
             raise ContentError(f"safety rules: unknown group {{{name}}}")
@@ -180,6 +182,7 @@ def compile_pattern(pattern: str, groups: Mapping[str, Any]) -> re.Pattern[str]:
 
 
 def _cue_regex(cues: Iterable[object]) -> re.Pattern[str] | None:
+    """Compiles a list of negation cues into one whole-word pattern (None when empty)."""
     listed = list(cues)
     if any(not isinstance(c, str) for c in listed):
         raise ContentError(
@@ -265,6 +268,7 @@ def rules_path(locale: str, stem: str = "") -> Path:
 
 
 def _normaliser(raw: Mapping[str, Any]) -> Normaliser:
+    """Builds the text normaliser from the `normalise` section of a rules file."""
     fuzzy = raw.get("fuzzy", {})
     return Normaliser(
         contractions=tuple((str(a), str(b)) for a, b in raw.get("contractions", [])),

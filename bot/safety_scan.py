@@ -151,8 +151,9 @@ def _markdown_blocks(text: str) -> Iterator[tuple[str, str]]:
 
 
 def _paragraphs(body: str) -> Iterator[tuple[int, str]]:
+    """Yields (first line index, text) for each blank-line-separated paragraph."""
     lines = body.split("\n")
-    start, chunk = 0, []
+    start, chunk = 0, list[str]()
     for number, line in enumerate(lines):
         if line.strip():
             if not chunk:
