@@ -2,7 +2,7 @@
 
 GCRA-style: a key ('global', 'chat:<id>', 'group:<id>') stores the earliest instant its next
 send may go. Reserving takes the later of now and every key's instant, then pushes each key
-one interval past the reserved instant. The 'global' row is always locked first (an UPDATE,
+one interval past the reserved instant. The 'global' row is always locked first (an upsert,
 which on SQLite also takes the write lock), so concurrent reservations in any number of
 processes are serialised and never deadlock. A 429 moves the global instant past
 `retry_after`, which pauses every sender at once.
@@ -11,11 +11,12 @@ processes are serialised and never deadlock. A 429 moves the global instant past
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import col, select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import clock
@@ -35,23 +36,31 @@ def chat_key(chat_id: int) -> tuple[str, timedelta]:
     return f"chat:{chat_id}", PRIVATE_CHAT_INTERVAL
 
 
-async def _ensure_keys(db: Database, keys: list[str], at: datetime) -> None:
-    """Creates missing pacing rows in their own short transaction."""
-    insert = pg_insert if db.dialect == "postgresql" else sqlite_insert
-    async with db.session() as session:
-        for key in keys:
-            stmt = insert(RateSlot).values(key=key, next_at=at)
-            await session.exec(stmt.on_conflict_do_nothing(index_elements=["key"]))
+def _insert(db: Database) -> Any:
+    """Returns the dialect's INSERT construct (both support ON CONFLICT ... RETURNING)."""
+    return pg_insert if db.dialect == "postgresql" else sqlite_insert
 
 
-async def _lock_global(session: AsyncSession) -> None:
-    """Takes the write lock on the global row first, so every reservation queues behind it."""
-    # A no-op UPDATE locks the row on PostgreSQL and takes SQLite's write lock, so the
-    # read-modify-write below cannot interleave with another process.
+async def _lock_slot(session: AsyncSession, db: Database, key: str, at: datetime) -> datetime:
+    """Creates the key's row if needed, locks it, and returns its next allowed instant."""
+    # An upsert that rewrites the row with itself locks it on PostgreSQL (and takes SQLite's
+    # write lock), so the read-modify-write below cannot interleave with another process.
+    stmt = _insert(db)(RateSlot).values(key=key, next_at=at)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["key"],
+        set_={"next_at": RateSlot.__table__.c.next_at},  # type: ignore[attr-defined]
+    ).returning(col(RateSlot.next_at))
+    result = await session.exec(stmt)
+    value: datetime = result.scalar_one()
+    return value
+
+
+async def _store(session: AsyncSession, key: str, next_at: datetime) -> None:
+    """Writes a key's next allowed instant."""
     await session.exec(
         sa.update(RateSlot)
-        .where(col(RateSlot.key) == GLOBAL_KEY)
-        .values(next_at=RateSlot.__table__.c.next_at)  # type: ignore[attr-defined]
+        .where(col(RateSlot.key) == key)
+        .values(next_at=next_at)
         .execution_options(synchronize_session=False)
     )
 
@@ -60,29 +69,21 @@ async def reserve(*, db: Database, chat_id: int, per_second: float) -> datetime:
     """Reserves the next instant a message to `chat_id` may be sent, across all processes."""
     key, chat_interval = chat_key(chat_id)
     global_interval = timedelta(seconds=1.0 / per_second)
-    keys = [GLOBAL_KEY, key]
-    for _ in range(3):
-        now = clock.now()
-        async with db.session() as session:
-            await _lock_global(session)
-            query = select(RateSlot).where(col(RateSlot.key).in_(keys))
-            if db.dialect == "postgresql":
-                query = query.with_for_update()
-            slots = {slot.key: slot for slot in (await session.exec(query)).all()}
-            if len(slots) == len(keys):
-                at = max([now, *(slot.next_at for slot in slots.values())])
-                slots[GLOBAL_KEY].next_at = at + global_interval
-                slots[key].next_at = at + chat_interval
-                session.add_all(slots.values())
-                return at
-        await _ensure_keys(db, [k for k in keys if k not in slots], now)
-    raise RuntimeError("could not create rate slots")
+    now = clock.now()
+    async with db.session() as session:
+        # Always the global row first: every reservation queues behind it, so none deadlock.
+        global_next = await _lock_slot(session, db, GLOBAL_KEY, now)
+        chat_next = await _lock_slot(session, db, key, now)
+        at = max(now, global_next, chat_next)
+        await _store(session, GLOBAL_KEY, at + global_interval)
+        await _store(session, key, at + chat_interval)
+    return at
 
 
 async def pause_all(*, db: Database, until: datetime) -> None:
     """Holds every send in every process until `until` (Telegram's retry_after)."""
-    await _ensure_keys(db, [GLOBAL_KEY], clock.now())
     async with db.session() as session:
+        await _lock_slot(session, db, GLOBAL_KEY, clock.now())
         await session.exec(
             sa.update(RateSlot)
             .where(col(RateSlot.key) == GLOBAL_KEY, col(RateSlot.next_at) < until)

@@ -1,0 +1,148 @@
+"""Two dispatcher processes over one PostgreSQL database: every row once, 30/s overall at most.
+
+Real time and real processes: each worker is `python -m bot.devtools.dispatch_worker`, both
+talk HTTP to one fake Bot API server in this process that takes a little while per send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import func, select
+
+from bot import clock
+from bot.content import consent_text, questionnaire
+from bot.db import Database
+from bot.devtools.bot_api_server import FakeBotApiServer
+from bot.devtools.fake_telegram import FakeTelegram
+from bot.models import CheckIn, CheckInStatus, Lifecycle, OutboxState, OutgoingMessage, Participant
+
+ROWS = 1000
+SEND_DELAY = 0.01  # seconds the fake server takes per send
+FIRST_CHAT = 6_000_000_000
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.postgres
+
+
+class SlowBotApiServer(FakeBotApiServer):
+    """The fake server, taking SEND_DELAY per send, as a real network round trip would."""
+
+    def answer(self, method: str, params: dict[str, Any], token: str) -> tuple[int, Any]:
+        """Waits a little on sends, then answers like the fake."""
+        if method.startswith("send"):
+            time.sleep(SEND_DELAY)
+        return super().answer(method, params, token)
+
+
+async def seed(db: Database, n: int) -> None:
+    """Creates n consented participants, each with one check-in due a minute ago."""
+    at = clock.now()
+    q = questionnaire("daily_checkin")
+    version = consent_text("en").version
+    async with db.session() as session:
+        people = [
+            Participant(
+                telegram_user_id=FIRST_CHAT + i,
+                chat_id=FIRST_CHAT + i,
+                pseudonym=f"load{i}",
+                timezone="Europe/London",
+                status=Lifecycle.active,
+                consent_version=version,
+            )
+            for i in range(n)
+        ]
+        session.add_all(people)
+        await session.flush()
+        session.add_all(
+            CheckIn(
+                participant_id=p.id or 0,
+                questionnaire_id=q.id,
+                questionnaire_version=q.version,
+                due_at=at - timedelta(minutes=1),
+                window_closes_at=at + timedelta(hours=6),
+            )
+            for p in people
+        )
+
+
+async def test_two_dispatcher_processes_send_every_row_once_within_the_global_limit(
+    pg_url: str,
+) -> None:
+    clock.reset()  # the workers run on the real clock; so must the rows they read
+    db = Database(pg_url)
+    await db.create_all()
+    await seed(db, ROWS)
+
+    fake = FakeTelegram(time_source=time.monotonic)
+    server = SlowBotApiServer(fake)
+    server.start()
+    command = [
+        sys.executable,
+        "-m",
+        "bot.devtools.dispatch_worker",
+        "--database-url",
+        pg_url,
+        "--base-url",
+        server.root_url,
+        "--max-seconds",
+        "100",
+    ]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    started = time.monotonic()
+    try:
+        workers = [
+            await asyncio.create_subprocess_exec(
+                *command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+            for _ in range(2)
+        ]
+        outputs = await asyncio.wait_for(
+            asyncio.gather(*(w.communicate() for w in workers)), timeout=150
+        )
+    finally:
+        server.stop()
+    elapsed = time.monotonic() - started
+
+    for worker, (_, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, err.decode()[-2000:]
+    totals = [json.loads(out.decode().strip().splitlines()[-1]) for out, _ in outputs]
+    sent_by = [t["sent"] for t in totals]
+    assert all(n > 0 for n in sent_by), f"one dispatcher sent nothing: {sent_by}"
+    assert sum(sent_by) == ROWS
+
+    # Every check-in went out once: one message per chat, one sent row per check-in.
+    per_chat = Counter(m.chat_id for m in fake.messages)
+    assert len(per_chat) == ROWS and set(per_chat.values()) == {1}
+    async with db.session() as session:
+        states = dict(
+            (
+                await session.exec(
+                    select(OutgoingMessage.state, func.count()).group_by(OutgoingMessage.state)
+                )
+            ).all()
+        )
+        sent_checkins = (
+            await session.exec(
+                select(func.count())
+                .select_from(CheckIn)
+                .where(CheckIn.status == CheckInStatus.sent)
+            )
+        ).one()
+    await db.dispose()
+    assert states == {OutboxState.sent: ROWS}
+    assert sent_checkins == ROWS
+
+    busiest = fake.max_accepted_in_any_second()
+    assert busiest <= 30, f"{busiest} sends accepted within one second"
+    print(f"\n{ROWS} rows in {elapsed:.1f} s by {sent_by}; busiest second: {busiest}")
