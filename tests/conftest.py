@@ -115,6 +115,8 @@ async def make_harness(database_url: str, **overrides: Any) -> Harness:
     await db.create_all()
     fake = FakeTelegram()
     app = build_application(settings, db, request=FakeRequest(fake), with_updater=False)
+    # The sender's rate limiter waits by moving the frozen clock, never by really sleeping.
+    app.bot_data.sleep = clock.virtual_sleep
     await app.initialize()
     if app.post_init:
         await app.post_init(app)
