@@ -377,7 +377,8 @@ async def heal_schedules(*, services: Services, report: TickReport) -> None:
             .join(Participant, col(Participant.id) == col(Schedule.participant_id))
             .where(
                 col(Schedule.active).is_(True),
-                col(Participant.status).not_in([Lifecycle.withdrawn, Lifecycle.deleted]),
+                # Paused participants keep their slots (closed as missed/paused at due time).
+                col(Participant.status).in_([Lifecycle.active, Lifecycle.paused]),
                 ~pending,
             )
         )

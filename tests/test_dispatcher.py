@@ -496,3 +496,16 @@ async def test_schedule_without_a_pending_checkin_is_planned(h: Harness) -> None
     await tick(h)
     upcoming = await pending(h, p.id or 0)
     assert upcoming.due_at == datetime(2026, 1, 12, 9, 30, tzinfo=UTC)
+
+
+# ---------------------------------------------------------------- the job
+
+
+async def test_one_dispatcher_job_runs_at_least_every_fifteen_seconds(h: Harness) -> None:
+    assert h.app.job_queue is not None
+    [job] = h.app.job_queue.get_jobs_by_name("dispatcher")
+    scheduled = job.job
+    assert scheduled.max_instances == 1
+    assert scheduled.coalesce is True
+    assert scheduled.misfire_grace_time is not None and scheduled.misfire_grace_time >= 30
+    assert scheduled.trigger.interval <= timedelta(seconds=15)
