@@ -25,7 +25,18 @@ from bot.content import consent_text, questionnaire
 from bot.db import Database
 from bot.devtools.bot_api_server import FakeBotApiServer
 from bot.devtools.fake_telegram import FakeTelegram
-from bot.models import CheckIn, CheckInStatus, Lifecycle, OutboxState, OutgoingMessage, Participant
+from bot.models import (
+    CheckIn,
+    CheckInStatus,
+    Lifecycle,
+    MissedReason,
+    OutboxState,
+    OutgoingMessage,
+    Participant,
+)
+from tests.conftest import PATIENT, make_harness
+from tests.dispatch_helpers import add_participant, checkins_of, move_to, prepare, tick
+from tests.factories import make_active_participant
 
 ROWS = 1000
 SEND_DELAY = 0.01  # seconds the fake server takes per send
@@ -146,3 +157,34 @@ async def test_two_dispatcher_processes_send_every_row_once_within_the_global_li
     busiest = fake.max_accepted_in_any_second()
     assert busiest <= 30, f"{busiest} sends accepted within one second"
     print(f"\n{ROWS} rows in {elapsed:.1f} s by {sent_by}; busiest second: {busiest}")
+
+
+async def test_concurrent_ticks_on_postgres_handle_each_checkin_once(pg_url: str) -> None:
+    h = await make_harness(pg_url)
+    try:
+        prepare(h)
+        people = [
+            await add_participant(h.db, uid=PATIENT + i, local_time="09:05") for i in range(30)
+        ]
+        # A schedule with no check-in planned yet is healed on PostgreSQL too.
+        unplanned = await make_active_participant(
+            h.db, telegram_user_id=PATIENT + 99, checkin_time="09:05"
+        )
+        await tick(h)
+        move_to(clock.now() + timedelta(minutes=5, seconds=5))
+        reports = await asyncio.gather(tick(h), tick(h), tick(h))
+        assert sum(r.checkins_queued for r in reports) == 31
+        assert sum(r.sent for r in reports) == 31
+        for p in [*people, unplanned]:
+            chat = p.chat_id or 0
+            assert len(h.fake.chat(chat)) == 1
+            first, upcoming = await checkins_of(h.db, p.id or 0)
+            assert first.status == CheckInStatus.sent
+            assert upcoming.due_at == first.due_at + timedelta(days=1)
+        move_to(clock.now() + timedelta(hours=7))
+        reports = await asyncio.gather(tick(h), tick(h))
+        assert sum(r.missed.get(MissedReason.no_answer, 0) for r in reports) == 31
+        assert sum(r.reminders_queued for r in reports) == 0  # window passed first
+    finally:
+        await h.app.shutdown()
+        await h.db.dispose()
