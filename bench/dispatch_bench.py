@@ -110,7 +110,7 @@ async def bench(rows: int, database_url: str, real_sleep: bool, budget: float) -
     print(f"wall time:       {elapsed:8.2f} s  ->  {sent / elapsed:6.1f} rows/s (our overhead)")
     print(f"clock time:      {virtual:8.2f} s  ->  {sent / max(virtual, 1e-9):6.1f} rows/s paced")
     print(f"busiest second:  {fake.max_accepted_in_any_second()} sends")
-    print(f"peak memory (RSS){maxrss_mb:.0f} MB")
+    print(f"peak memory:     {maxrss_mb:8.0f} MB (resident set size)")
     return 0 if sent == rows else 1
 
 

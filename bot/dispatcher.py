@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
@@ -149,32 +149,93 @@ async def run_tick(services: Services, bot: Bot) -> TickReport:
     return report
 
 
+# ---------------------------------------------------------------- one row at a time
+
+
+async def _for_each(
+    services: Services,
+    query: SelectOfScalar[Any],
+    handle: Callable[[AsyncSession, Any], Awaitable[bool]],
+    *,
+    what: str,
+    model: type[Any],
+    lock_of: Any = None,
+) -> int:
+    """Runs `handle` on every row the query finds; one failing row never stops the others.
+
+    PostgreSQL: one transaction, rows claimed with FOR UPDATE SKIP LOCKED (so another
+    dispatcher skips them), a savepoint per row. SQLite (one process): each row is re-read
+    in its own short transaction, so a failure rolls back that row alone.
+    """
+    done = 0
+    if services.db.dialect == "postgresql":
+        locked = (
+            query.with_for_update(skip_locked=True, of=lock_of)
+            if lock_of is not None
+            else query.with_for_update(skip_locked=True)
+        )
+        async with services.db.session() as session:
+            for row in (await session.exec(locked)).all():
+                row_id = row.id
+                try:
+                    async with session.begin_nested():
+                        done += bool(await handle(session, row))
+                except Exception as exc:
+                    _log_row_error(what, row_id, exc)
+        return done
+    async with services.db.session() as session:
+        ids = [row.id for row in (await session.exec(query)).all()]
+    for row_id in ids:
+        try:
+            async with services.db.session() as session:
+                row = await session.get(model, row_id)
+                handled = row is not None and await handle(session, row)
+            done += bool(handled)
+        except Exception as exc:
+            _log_row_error(what, row_id, exc)
+    return done
+
+
+def _log_row_error(what: str, row_id: int | None, exc: BaseException) -> None:
+    """Logs a failure on one row by class and location only (values may hold patient text)."""
+    frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    where = f"{frame[0].filename}:{frame[0].lineno}" if frame else "?"
+    log.error("%s %s failed: %s at %s", what, row_id, type(exc).__name__, where)
+
+
 # ---------------------------------------------------------------- (a) leases
 
 
 async def recover_expired_leases(*, services: Services, report: TickReport) -> None:
     """Marks sends whose lease ran out as uncertain; each is retried once at most."""
     at = clock.now()
-    async with services.db.session() as session:
-        query = select(OutgoingMessage).where(
-            OutgoingMessage.state == OutboxState.sending,
-            col(OutgoingMessage.lease_until) < at,
-        )
-        for row in (await session.exec(_locked(services, query))).all():
-            # The process died (or hung) while sending: the message may or may not have left.
-            row.uncertain = True
-            row.last_error = "LeaseExpired: outcome unknown"
-            row.lease_until = None
-            if row.attempts < MAX_UNCERTAIN_ATTEMPTS:
-                row.state = OutboxState.queued
-                row.not_before = at
-            else:
-                row.state = OutboxState.uncertain
-            session.add(row)
-            report.recovered += 1
-            report.uncertain += 1
-    if report.recovered:
-        log.warning("recovered %d sends with an expired lease", report.recovered)
+
+    async def recover(session: AsyncSession, row: OutgoingMessage) -> bool:
+        if row.state != OutboxState.sending or row.lease_until is None or row.lease_until >= at:
+            return False
+        # The process died (or hung) while sending: the message may or may not have left.
+        row.uncertain = True
+        row.last_error = "LeaseExpired: outcome unknown"
+        row.lease_until = None
+        if row.attempts < MAX_UNCERTAIN_ATTEMPTS:
+            row.state = OutboxState.queued
+            row.not_before = at
+        else:
+            row.state = OutboxState.uncertain
+        session.add(row)
+        return True
+
+    query = select(OutgoingMessage).where(
+        OutgoingMessage.state == OutboxState.sending,
+        col(OutgoingMessage.lease_until) < at,
+    )
+    recovered = await _for_each(
+        services, query, recover, what="expired lease of outbox row", model=OutgoingMessage
+    )
+    report.recovered += recovered
+    report.uncertain += recovered
+    if recovered:
+        log.warning("recovered %d sends with an expired lease", recovered)
 
 
 # ---------------------------------------------------------------- (b) pauses
@@ -183,17 +244,24 @@ async def recover_expired_leases(*, services: Services, report: TickReport) -> N
 async def resume_expired_pauses(*, services: Services, report: TickReport) -> None:
     """Resumes participants whose pause had an end date that has passed."""
     at = clock.now()
-    async with services.db.session() as session:
-        query = select(Participant).where(
-            Participant.status == Lifecycle.paused,
-            col(Participant.paused_until).is_not(None),
-            col(Participant.paused_until) <= at,
-        )
-        for participant in (await session.exec(_locked(services, query))).all():
-            participant.status = Lifecycle.active
-            participant.paused_until = None
-            session.add(participant)
-            report.resumed += 1
+
+    async def resume(session: AsyncSession, participant: Participant) -> bool:
+        until = participant.paused_until
+        if participant.status != Lifecycle.paused or until is None or until > at:
+            return False
+        participant.status = Lifecycle.active
+        participant.paused_until = None
+        session.add(participant)
+        return True
+
+    query = select(Participant).where(
+        Participant.status == Lifecycle.paused,
+        col(Participant.paused_until).is_not(None),
+        col(Participant.paused_until) <= at,
+    )
+    report.resumed += await _for_each(
+        services, query, resume, what="pause end of participant", model=Participant
+    )
 
 
 # ---------------------------------------------------------------- (c) due check-ins
@@ -207,28 +275,29 @@ def consent_is_stale(participant: Participant) -> bool:
 async def claim_due_checkins(*, services: Services, report: TickReport) -> int:
     """Handles due, not-yet-queued check-ins; returns how many left the waiting state."""
     at = clock.now()
-    handled = 0
-    async with services.db.session() as session:
-        query = (
-            select(CheckIn)
-            .where(
-                CheckIn.status == CheckInStatus.scheduled,
-                col(CheckIn.queued_at).is_(None),
-                col(CheckIn.due_at) <= at,
-            )
-            .order_by(col(CheckIn.due_at), col(CheckIn.id))
-            .limit(CLAIM_LIMIT)
+
+    async def handle(session: AsyncSession, checkin: CheckIn) -> bool:
+        return await _handle_due(session, services, checkin, at, report)
+
+    query = (
+        select(CheckIn)
+        .where(
+            CheckIn.status == CheckInStatus.scheduled,
+            col(CheckIn.queued_at).is_(None),
+            col(CheckIn.due_at) <= at,
         )
-        for checkin in (await session.exec(_locked(services, query))).all():
-            if await _handle_due(session, services, checkin, at, report):
-                handled += 1
-    return handled
+        .order_by(col(CheckIn.due_at), col(CheckIn.id))
+        .limit(CLAIM_LIMIT)
+    )
+    return await _for_each(services, query, handle, what="due check-in", model=CheckIn)
 
 
 async def _handle_due(
     session: AsyncSession, services: Services, checkin: CheckIn, at: datetime, report: TickReport
 ) -> bool:
     """Queues one due check-in or closes it with its reason; False while it is held."""
+    if checkin.status != CheckInStatus.scheduled or checkin.queued_at is not None:
+        return False
     participant = await session.get(Participant, checkin.participant_id)
     reason = participant_block(participant)
     if reason is None and participant is not None and consent_is_stale(participant):
@@ -362,6 +431,15 @@ def _checkin_for(schedule: Schedule, due: datetime, services: Services) -> Check
 async def heal_schedules(*, services: Services, report: TickReport) -> None:
     """Plans the next check-in for any active schedule that has none waiting."""
     at = clock.now()
+
+    async def plan(session: AsyncSession, schedule: Schedule) -> bool:
+        assert schedule.id is not None
+        if not schedule.active or await has_pending(session=session, schedule_id=schedule.id):
+            return False
+        session.add(_checkin_for(schedule, _next(schedule, at), services))
+        await session.flush()
+        return True
+
     pending = (
         select(CheckIn.id)
         .where(
@@ -371,27 +449,19 @@ async def heal_schedules(*, services: Services, report: TickReport) -> None:
         )
         .exists()
     )
-    async with services.db.session() as session:
-        query = (
-            select(Schedule)
-            .join(Participant, col(Participant.id) == col(Schedule.participant_id))
-            .where(
-                col(Schedule.active).is_(True),
-                # Paused participants keep their slots (closed as missed/paused at due time).
-                col(Participant.status).in_([Lifecycle.active, Lifecycle.paused]),
-                ~pending,
-            )
+    query = (
+        select(Schedule)
+        .join(Participant, col(Participant.id) == col(Schedule.participant_id))
+        .where(
+            col(Schedule.active).is_(True),
+            # Paused participants keep their slots (closed as missed/paused at due time).
+            col(Participant.status).in_([Lifecycle.active, Lifecycle.paused]),
+            ~pending,
         )
-        if services.db.dialect == "postgresql":
-            query = query.with_for_update(skip_locked=True, of=Schedule)
-        for schedule in (await session.exec(query)).all():
-            due = _next(schedule, at)
-            try:
-                async with session.begin_nested():
-                    session.add(_checkin_for(schedule, due, services))
-                report.planned += 1
-            except IntegrityError:
-                pass  # another worker planned the same slot a moment ago
+    )
+    report.planned += await _for_each(
+        services, query, plan, what="schedule", model=Schedule, lock_of=Schedule
+    )
 
 
 # ---------------------------------------------------------------- (d) reminders
@@ -400,36 +470,57 @@ async def heal_schedules(*, services: Services, report: TickReport) -> None:
 async def queue_reminders(*, services: Services, report: TickReport) -> None:
     """Queues the automatic (or a snoozed) reminder when it is due, never in quiet hours."""
     at = clock.now()
+
+    async def remind(session: AsyncSession, checkin: CheckIn) -> bool:
+        return await _remind(session, services, checkin, at, report)
+
+    query = select(CheckIn).where(
+        col(CheckIn.status).in_(OPEN_STATUSES),
+        col(CheckIn.next_reminder_at).is_not(None),
+        col(CheckIn.next_reminder_at) <= at,
+        col(CheckIn.window_closes_at) > at,
+    )
+    await _for_each(services, query, remind, what="reminder for check-in", model=CheckIn)
+
+
+async def _remind(
+    session: AsyncSession, services: Services, checkin: CheckIn, at: datetime, report: TickReport
+) -> bool:
+    """Queues one check-in's reminder, or moves it past her quiet hours."""
+    due = checkin.next_reminder_at
+    if due is None or due > at or checkin.status not in OPEN_STATUSES:
+        return False
+    # Compare-and-set: only one tick may act on this reminder time.
+    taken = await session.exec(
+        sa.update(CheckIn)
+        .where(col(CheckIn.id) == checkin.id, col(CheckIn.next_reminder_at) == due)
+        .values(next_reminder_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    if taken.rowcount != 1:
+        return False
     settings = services.settings
-    async with services.db.session() as session:
-        query = select(CheckIn).where(
-            col(CheckIn.status).in_(OPEN_STATUSES),
-            col(CheckIn.next_reminder_at).is_not(None),
-            col(CheckIn.next_reminder_at) <= at,
-            col(CheckIn.window_closes_at) > at,
-        )
-        for checkin in (await session.exec(_locked(services, query))).all():
-            participant = await session.get(Participant, checkin.participant_id)
-            session.add(checkin)
-            if participant is None or participant_block(participant) is not None:
-                checkin.next_reminder_at = None
-                continue
-            tz = participant_zone(participant, default=settings.default_timezone)
-            if in_quiet_hours(at=at, tz=tz, quiet=settings.quiet_window):
-                end = quiet_hours_end(at=at, tz=tz, quiet=settings.quiet_window)
-                checkin.next_reminder_at = end if end < checkin.window_closes_at else None
-                report.reminders_held += 1
-                continue
-            assert participant.chat_id is not None
-            await enqueue(
-                session,
-                kind=REMINDER_KIND,
-                chat_id=participant.chat_id,
-                participant_id=participant.id,
-                checkin_id=checkin.id,
-            )
-            checkin.next_reminder_at = None
-            report.reminders_queued += 1
+    participant = await session.get(Participant, checkin.participant_id)
+    session.add(checkin)
+    checkin.next_reminder_at = None
+    if participant is None or participant_block(participant) is not None:
+        return True
+    tz = participant_zone(participant, default=settings.default_timezone)
+    if in_quiet_hours(at=at, tz=tz, quiet=settings.quiet_window):
+        end = quiet_hours_end(at=at, tz=tz, quiet=settings.quiet_window)
+        checkin.next_reminder_at = end if end < checkin.window_closes_at else None
+        report.reminders_held += 1
+        return True
+    assert participant.chat_id is not None
+    await enqueue(
+        session,
+        kind=REMINDER_KIND,
+        chat_id=participant.chat_id,
+        participant_id=participant.id,
+        checkin_id=checkin.id,
+    )
+    report.reminders_queued += 1
+    return True
 
 
 # ---------------------------------------------------------------- (e) windows
@@ -438,34 +529,40 @@ async def queue_reminders(*, services: Services, report: TickReport) -> None:
 async def close_windows(*, services: Services, report: TickReport) -> None:
     """Closes check-ins whose answer window has passed, each with exactly one missed reason."""
     at = clock.now()
-    async with services.db.session() as session:
-        query = select(CheckIn).where(
-            col(CheckIn.window_closes_at) <= at,
-            sa.or_(
-                col(CheckIn.status).in_(OPEN_STATUSES),
-                sa.and_(
-                    col(CheckIn.status) == CheckInStatus.scheduled,
-                    col(CheckIn.queued_at).is_not(None),
-                ),
-            ),
-        )
-        for checkin in (await session.exec(_locked(services, query))).all():
-            participant = await session.get(Participant, checkin.participant_id)
-            reason = await _close_reason(session, checkin, participant)
-            close_checkin(checkin, reason=reason, at=at)
-            session.add(checkin)
-            report.windows_closed += 1
-            report.count_missed(reason)
-            stale = await session.exec(
-                select(OutgoingMessage).where(
-                    OutgoingMessage.checkin_id == checkin.id,
-                    OutgoingMessage.state == OutboxState.queued,
-                )
+
+    async def close(session: AsyncSession, checkin: CheckIn) -> bool:
+        waiting = checkin.status == CheckInStatus.scheduled and checkin.queued_at is not None
+        if checkin.window_closes_at > at or not (waiting or checkin.status in OPEN_STATUSES):
+            return False
+        participant = await session.get(Participant, checkin.participant_id)
+        reason = await _close_reason(session, checkin, participant)
+        close_checkin(checkin, reason=reason, at=at)
+        session.add(checkin)
+        report.windows_closed += 1
+        report.count_missed(reason)
+        stale = await session.exec(
+            select(OutgoingMessage).where(
+                OutgoingMessage.checkin_id == checkin.id,
+                OutgoingMessage.state == OutboxState.queued,
             )
-            for row in stale.all():
-                row.state = OutboxState.cancelled
-                row.last_error = "WindowClosed"
-                session.add(row)
+        )
+        for row in stale.all():
+            row.state = OutboxState.cancelled
+            row.last_error = "WindowClosed"
+            session.add(row)
+        return True
+
+    query = select(CheckIn).where(
+        col(CheckIn.window_closes_at) <= at,
+        sa.or_(
+            col(CheckIn.status).in_(OPEN_STATUSES),
+            sa.and_(
+                col(CheckIn.status) == CheckInStatus.scheduled,
+                col(CheckIn.queued_at).is_not(None),
+            ),
+        ),
+    )
+    await _for_each(services, query, close, what="window of check-in", model=CheckIn)
 
 
 async def _close_reason(
@@ -559,9 +656,7 @@ async def dispatch_job(context: CallbackContext[Any, Any, Any, Any]) -> None:
         report = await run_tick(services, context.bot)
     except Exception as exc:
         # Class and location only: database errors can carry row values (patient text).
-        frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-        where = f"{frame[0].filename}:{frame[0].lineno}" if frame else "?"
-        log.error("dispatcher tick failed: %s at %s", type(exc).__name__, where)
+        _log_row_error("dispatcher tick", None, exc)
         return
     if report.sent or report.failed or report.missed or report.uncertain:
         log.info(

@@ -509,3 +509,27 @@ async def test_one_dispatcher_job_runs_at_least_every_fifteen_seconds(h: Harness
     assert scheduled.coalesce is True
     assert scheduled.misfire_grace_time is not None and scheduled.misfire_grace_time >= 30
     assert scheduled.trigger.interval <= timedelta(seconds=15)
+
+
+async def test_one_broken_row_does_not_stop_the_others(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bot.models import Schedule
+
+    broken = await add_participant(h.db, uid=PATIENT, local_time="09:05")
+    fine = await add_participant(h.db, uid=PATIENT + 1, local_time="09:05")
+    async with h.db.session() as session:
+        # A zone the tz database no longer knows (schedules are validated when set).
+        from sqlmodel import select
+
+        schedule = (
+            await session.exec(select(Schedule).where(Schedule.participant_id == broken.id))
+        ).one()
+        schedule.timezone = "Atlantis/Lost_City"
+        session.add(schedule)
+    move_to(datetime(2026, 1, 12, 9, 5, 5, tzinfo=UTC))
+    report = await tick(h)
+    assert report.sent == 1
+    assert len(h.fake.chat(PATIENT + 1)) == 1
+    assert (await pending(h, fine.id or 0)).due_at == datetime(2026, 1, 13, 9, 5, tzinfo=UTC)
+    assert "due check-in" in caplog.text and "ZoneInfoNotFoundError" in caplog.text
