@@ -1,4 +1,4 @@
-"""Countries from `content/countries.yaml`: her time zone choices and emergency number."""
+"""Countries (content/countries.yaml) and emergency numbers (content/emergency_numbers.yaml)."""
 
 from __future__ import annotations
 
@@ -50,9 +50,21 @@ def _zones(raw: list[dict[str, Any]], where: str) -> tuple[ZoneChoice, ...]:
 
 
 @lru_cache(maxsize=1)
+def emergency_numbers() -> dict[str, str]:
+    """Loads `content/emergency_numbers.yaml`: ISO country code -> number to call."""
+    raw = load_yaml("emergency_numbers.yaml") or {}
+    numbers = {str(code): str(number) for code, number in raw.items()}
+    bad = [code for code in numbers if not _CODE.match(code)]
+    if bad:
+        raise ContentError(f"emergency_numbers.yaml: bad country codes {bad}")
+    return numbers
+
+
+@lru_cache(maxsize=1)
 def all_countries() -> tuple[Country, ...]:
     """Loads every listed country (in button order); the "another country" entry is not in it."""
     raw = load_yaml("countries.yaml")
+    numbers = emergency_numbers()
     found: list[Country] = []
     for entry in raw["countries"]:
         code = str(entry["code"])  # quote codes in YAML: a bare NO (Norway) reads as false
@@ -61,7 +73,7 @@ def all_countries() -> tuple[Country, ...]:
             raise ContentError(f"countries.yaml: bad country code {code!r}")
         if not 1 <= len(zones) <= MAX_ZONES:
             raise ContentError(f"countries.yaml: {code} needs 1 to {MAX_ZONES} zones")
-        emergency = entry.get("emergency")
+        emergency = numbers.get(code)
         found.append(
             Country(
                 code=code,

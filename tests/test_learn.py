@@ -15,7 +15,6 @@ from bot.content import messages
 from bot.devtools.fake_telegram import FakeMessage
 from bot.models import Lifecycle, PageView, Participant
 from bot.paths import content_dir
-from handlers import learn
 from tests.conftest import PATIENT, Harness
 from tests.factories import make_active_participant
 
@@ -24,24 +23,7 @@ TEXTS = messages("en")
 
 @pytest.fixture
 async def h(harness: Harness) -> AsyncIterator[Harness]:
-    """The harness with /learn registered (until the routing table lists it)."""
-    registered = any(
-        getattr(handler, "callback", None) is learn.on_learn
-        for handlers in harness.app.handlers.values()
-        for handler in handlers
-    )
-    if not registered:
-        # Where the routing table will put them: with the flows, before the free-text catch-all.
-        group = harness.app.handlers[0]
-        at = next(
-            (
-                i
-                for i, handler in enumerate(group)
-                if getattr(handler.callback, "__module__", "") == "handlers.fallback"
-            ),
-            len(group),
-        )
-        group[at:at] = learn.HANDLERS
+    """The harness; /learn is registered by the routing table, before the free-text catch-all."""
     yield harness
 
 

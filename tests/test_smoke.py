@@ -9,7 +9,7 @@ async def test_command_menu_is_published_for_private_chats(harness: Harness) -> 
     menus = harness.fake.calls_to("setMyCommands")
     assert len(menus) == 1
     names = [c["command"] for c in menus[0]["commands"]]
-    assert names[:2] == ["checkin", "settings"]
+    assert names[:3] == ["checkin", "learn", "settings"]
     assert "delete_my_data" in names
 
 
