@@ -81,7 +81,7 @@ class Settings(BaseSettings):
 
     # Dispatcher and sender
     dispatch_interval_seconds: float = 10.0
-    global_rate_per_second: float = 28.0
+    global_rate_per_second: float = 25.0
     send_lease_seconds: int = 120
 
     @field_validator("admin_ids", "coordinator_ids", "researcher_ids", mode="before")

@@ -93,8 +93,8 @@ class Demo:
             return True
         if text.startswith(":"):
             return await self._demo_command(text)
-        if text.isdigit():
-            if not await self._press(int(text)):
+        if _is_choice_key(text):
+            if not await self._press(text.lower()):
                 return True
         else:
             await self.app.process_update(self.updates.message(self.user_id, text))
@@ -127,17 +127,18 @@ class Demo:
             self.write(t("cli.demo.unknown_command", command=name))
         return True
 
-    async def _press(self, number: int) -> bool:
-        """Presses the N-th button of the newest message with buttons; False if there is none."""
+    async def _press(self, key: str) -> bool:
+        """Presses the button shown as [key] on the newest message with buttons."""
         message = self.newest_with_buttons()
         if message is None:
             self.write(t("cli.demo.no_buttons"))
             return False
-        buttons = message.buttons()
-        if not 1 <= number <= len(buttons):
-            self.write(t("cli.demo.no_such_button", number=number, count=len(buttons)))
+        keyed = choice_keys(message)
+        data = next((d for k, _label, d in keyed if k == key), None)
+        if data is None:
+            keys = ", ".join(k for k, _l, _d in keyed)
+            self.write(t("cli.demo.no_such_button", number=key, keys=keys))
             return False
-        _label, data = buttons[number - 1]
         await self.app.process_update(self.updates.callback(self.user_id, data, message))
         return True
 
@@ -259,16 +260,44 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def _scale_label(label: str) -> str | None:
+    """Returns the number a scale button shows (ignoring a tick mark), else None."""
+    bare = label.replace("✓", "").strip()
+    return bare if bare.isdigit() else None
+
+
+def _is_choice_key(text: str) -> bool:
+    return text.isdigit() or (len(text) == 1 and text.isalpha() and text.isascii())
+
+
+def choice_keys(message: FakeMessage) -> list[tuple[str, str, str]]:
+    """Returns (key to type, label, callback data) for each button, row by row.
+
+    Buttons are numbered 1, 2, 3 ... On a message with number buttons (the 0-10 scales) the
+    number typed is the number shown on the button, and any other button gets a letter.
+    """
+    buttons = message.buttons()
+    keyed: list[tuple[str, str, str]] = []
+    if any(_scale_label(label) is not None for label, _ in buttons):
+        letters = iter("abcdefghijklmnopqrstuvwxyz")
+        for label, data in buttons:
+            number = _scale_label(label)
+            keyed.append((number if number is not None else next(letters), label, data))
+    else:
+        keyed = [(str(i), label, data) for i, (label, data) in enumerate(buttons, start=1)]
+    return keyed
+
+
 def render_message(label: str, message: FakeMessage) -> str:
-    """Formats one bot message for the terminal, with its buttons numbered."""
+    """Formats one bot message for the terminal, each button with the key that presses it."""
     lines = message.text.splitlines() or [""]
     out = [f"{label}: {lines[0]}"] + [f"{INDENT}{line}" if line else "" for line in lines[1:]]
-    number = 0
+    keys = iter(choice_keys(message))
     for row in message.button_rows():
         cells = []
-        for text, _data in row:
-            number += 1
-            cells.append(f"[{number}] {text}")
+        for _ in row:
+            key, text, _data = next(keys)
+            cells.append(f"[{key}]" if _scale_label(text) == key else f"[{key}] {text}")
         out.append(INDENT + "   ".join(cells))
     return "\n".join(out) + "\n"
 

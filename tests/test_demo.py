@@ -13,7 +13,7 @@ from sqlmodel import select
 
 from bot.config import Settings
 from bot.content import t
-from bot.demo import DEMO_USER_ID, Demo, demo_settings, fresh_database, run_demo
+from bot.demo import DEMO_USER_ID, Demo, choice_keys, demo_settings, fresh_database, run_demo
 from bot.migrate import upgrade_to_head
 from bot.models import Answer, CheckIn, CheckInStatus, Lifecycle, Participant
 from tests.conftest import make_settings
@@ -59,9 +59,9 @@ def button(demo: Demo, label: str, *, exact: bool = False) -> str:
     """Returns the number to type to press the button with this label (as a person would)."""
     message = demo.newest_with_buttons()
     assert message is not None, "no message with buttons"
-    for number, (text, _data) in enumerate(message.buttons(), start=1):
+    for key, text, _data in choice_keys(message):
         if (text.strip() == label) if exact else (label.lower() in text.lower()):
-            return str(number)
+            return key
     raise AssertionError(f"no button {label!r} in {[b for b, _ in message.buttons()]}")
 
 

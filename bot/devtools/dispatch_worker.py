@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--base-url", required=True, help="Bot API server root")
     parser.add_argument("--token", default="123456:LOAD-test")
-    parser.add_argument("--rate", type=float, default=28.0, help="global sends per second")
+    parser.add_argument("--rate", type=float, default=25.0, help="global sends per second")
     parser.add_argument("--max-seconds", type=float, default=60.0)
     parser.add_argument("--idle-ticks", type=int, default=3)
     parser.add_argument("--pause", type=float, default=0.3, help="seconds between idle ticks")
