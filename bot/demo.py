@@ -297,7 +297,10 @@ def render_message(label: str, message: FakeMessage) -> str:
         cells = []
         for _ in row:
             key, text, _data = next(keys)
-            cells.append(f"[{key}]" if _scale_label(text) == key else f"[{key}] {text}")
+            if _scale_label(text) == key:
+                cells.append(f"[{key} ✓]" if "✓" in text else f"[{key}]")
+            else:
+                cells.append(f"[{key}] {text}")
         out.append(INDENT + "   ".join(cells))
     return "\n".join(out) + "\n"
 
