@@ -142,6 +142,10 @@ class Participant(SQLModel, table=True):
     paused_until: datetime | None = ts()
     medicine: str | None = Field(default=None, max_length=32)
     therapy_started: str | None = Field(default=None, max_length=32)
+    # What she takes now, as she told us after a change her doctor advised (TherapyStatus).
+    therapy_status: str = Field(default="taking", max_length=16)
+    # Sensitive messages and documents go out with protect_content (no forwarding or saving).
+    discreet: bool = False
     consent_version: str | None = Field(default=None, max_length=32)
     onboarded_at: datetime | None = ts()
     # What the next free-text message means (e.g. "onb:time", "note:<checkin id>"); kept here,
@@ -273,10 +277,83 @@ class PageView(SQLModel, table=True):
     viewed_at: datetime = created_ts()
 
 
+class TherapyStatus(StrEnum):
+    taking = "taking"  # on the medicine in Participant.medicine
+    stopped = "stopped"  # stopped on her doctor's advice
+    finished = "finished"  # finished her planned treatment
+
+
+class AlertStatus(StrEnum):
+    open = "open"
+    acknowledged = "acknowledged"
+    closed = "closed"
+
+
+# A change to her treatment that she says her doctor advised (stopped, switched, finished).
+class TherapyChange(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    participant_id: int = Field(foreign_key="participant.id", index=True)
+    kind: str = Field(max_length=16)  # stopped | switched | finished
+    new_medicine: str | None = Field(default=None, max_length=32)
+    changed_on: datetime | None = ts()
+    recorded_at: datetime = created_ts()
+
+
+# Why taking the medicine is hard for her, as a code she picked with a button.
+class BarrierReport(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    participant_id: int = Field(foreign_key="participant.id", index=True)
+    code: str = Field(
+        max_length=32
+    )  # joint_pain | other_side_effect | forgot | cost | worry | other
+    source: str = Field(max_length=32)  # checkin | stop_menu | command | free_text | page
+    recorded_at: datetime = created_ts()
+
+
+# Something the care team should see: urgent alerts and digest lines. Codes only, no free text.
+class Alert(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    participant_id: int = Field(foreign_key="participant.id", index=True)
+    kind: str = Field(max_length=32, index=True)  # stop_intent | red_flag | therapy_change | ...
+    urgent: bool = True  # False: a line in the coordinators' digest
+    status: str = Field(default=AlertStatus.open, max_length=16, index=True)
+    detail: str | None = Field(default=None, max_length=500)  # codes, never patient text
+    checkin_id: int | None = Field(default=None, foreign_key="checkin.id")
+    contact_requested: bool = False
+    created_at: datetime = created_ts()
+    delivered_at: datetime | None = ts()
+    acknowledged_at: datetime | None = ts()
+    acknowledged_by: str | None = Field(default=None, max_length=64)
+    closed_at: datetime | None = ts()
+    closed_by: str | None = Field(default=None, max_length=64)
+
+
+# A tailored offer shown after a check-in (at most once a week each), or turned off by her.
+class OfferEvent(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    participant_id: int = Field(foreign_key="participant.id", index=True)
+    offer_code: str = Field(max_length=32)
+    event: str = Field(max_length=16)  # shown | opened | opted_out
+    checkin_id: int | None = Field(default=None, foreign_key="checkin.id")
+    at: datetime = created_ts()
+
+
+# A question she wants to ask at her next visit (/myquestions); shown on her doctor card.
+class SavedQuestion(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    participant_id: int = Field(foreign_key="participant.id", index=True)
+    text: str = Field(max_length=1000)
+    created_at: datetime = created_ts()
+    deleted_at: datetime | None = ts()
+
+
 __all__ = [
+    "Alert",
+    "AlertStatus",
     "Answer",
     "AnswerHistory",
     "AuditEvent",
+    "BarrierReport",
     "CheckIn",
     "CheckInOrigin",
     "CheckInStatus",
@@ -285,11 +362,15 @@ __all__ = [
     "Invite",
     "Lifecycle",
     "MissedReason",
+    "OfferEvent",
     "OutboxState",
     "OutgoingMessage",
     "PageView",
     "Participant",
     "ProcessedUpdate",
     "RateSlot",
+    "SavedQuestion",
     "Schedule",
+    "TherapyChange",
+    "TherapyStatus",
 ]

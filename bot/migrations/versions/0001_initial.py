@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 17:06:33.078127
+Create Date: 2026-11-26 17:39:40.835880
 """
 
 from collections.abc import Sequence
@@ -80,6 +80,8 @@ def upgrade() -> None:
     sa.Column('paused_until', sa.DateTime(timezone=True), nullable=True),
     sa.Column('medicine', sa.String(length=32), nullable=True),
     sa.Column('therapy_started', sa.String(length=32), nullable=True),
+    sa.Column('therapy_status', sa.String(length=16), nullable=False),
+    sa.Column('discreet', sa.Boolean(), nullable=False),
     sa.Column('consent_version', sa.String(length=32), nullable=True),
     sa.Column('onboarded_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('awaiting', sa.String(length=64), nullable=True),
@@ -94,6 +96,18 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_participant_pseudonym'), ['pseudonym'], unique=True)
         batch_op.create_index(batch_op.f('ix_participant_status'), ['status'], unique=False)
         batch_op.create_index(batch_op.f('ix_participant_telegram_user_id'), ['telegram_user_id'], unique=True)
+
+    op.create_table('barrierreport',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('participant_id', sa.Integer(), nullable=False),
+    sa.Column('code', sa.String(length=32), nullable=False),
+    sa.Column('source', sa.String(length=32), nullable=False),
+    sa.Column('recorded_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['participant_id'], ['participant.id'], name=op.f('fk_barrierreport_participant_id_participant')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_barrierreport'))
+    )
+    with op.batch_alter_table('barrierreport', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_barrierreport_participant_id'), ['participant_id'], unique=False)
 
     op.create_table('consent',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -120,6 +134,18 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_pageview_page_id'), ['page_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_pageview_participant_id'), ['participant_id'], unique=False)
 
+    op.create_table('savedquestion',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('participant_id', sa.Integer(), nullable=False),
+    sa.Column('text', sa.String(length=1000), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('deleted_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['participant_id'], ['participant.id'], name=op.f('fk_savedquestion_participant_id_participant')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_savedquestion'))
+    )
+    with op.batch_alter_table('savedquestion', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_savedquestion_participant_id'), ['participant_id'], unique=False)
+
     op.create_table('schedule',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('participant_id', sa.Integer(), nullable=False),
@@ -133,6 +159,19 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('schedule', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_schedule_participant_id'), ['participant_id'], unique=False)
+
+    op.create_table('therapychange',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('participant_id', sa.Integer(), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('new_medicine', sa.String(length=32), nullable=True),
+    sa.Column('changed_on', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('recorded_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['participant_id'], ['participant.id'], name=op.f('fk_therapychange_participant_id_participant')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_therapychange'))
+    )
+    with op.batch_alter_table('therapychange', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_therapychange_participant_id'), ['participant_id'], unique=False)
 
     op.create_table('checkin',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -164,6 +203,30 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_checkin_participant_id'), ['participant_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_checkin_status'), ['status'], unique=False)
 
+    op.create_table('alert',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('participant_id', sa.Integer(), nullable=False),
+    sa.Column('kind', sa.String(length=32), nullable=False),
+    sa.Column('urgent', sa.Boolean(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('detail', sa.String(length=500), nullable=True),
+    sa.Column('checkin_id', sa.Integer(), nullable=True),
+    sa.Column('contact_requested', sa.Boolean(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('delivered_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('acknowledged_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('acknowledged_by', sa.String(length=64), nullable=True),
+    sa.Column('closed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('closed_by', sa.String(length=64), nullable=True),
+    sa.ForeignKeyConstraint(['checkin_id'], ['checkin.id'], name=op.f('fk_alert_checkin_id_checkin')),
+    sa.ForeignKeyConstraint(['participant_id'], ['participant.id'], name=op.f('fk_alert_participant_id_participant')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_alert'))
+    )
+    with op.batch_alter_table('alert', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_alert_kind'), ['kind'], unique=False)
+        batch_op.create_index(batch_op.f('ix_alert_participant_id'), ['participant_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_alert_status'), ['status'], unique=False)
+
     op.create_table('answer',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('checkin_id', sa.Integer(), nullable=False),
@@ -180,6 +243,20 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('answer', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_answer_checkin_id'), ['checkin_id'], unique=False)
+
+    op.create_table('offerevent',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('participant_id', sa.Integer(), nullable=False),
+    sa.Column('offer_code', sa.String(length=32), nullable=False),
+    sa.Column('event', sa.String(length=16), nullable=False),
+    sa.Column('checkin_id', sa.Integer(), nullable=True),
+    sa.Column('at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['checkin_id'], ['checkin.id'], name=op.f('fk_offerevent_checkin_id_checkin')),
+    sa.ForeignKeyConstraint(['participant_id'], ['participant.id'], name=op.f('fk_offerevent_participant_id_participant')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_offerevent'))
+    )
+    with op.batch_alter_table('offerevent', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_offerevent_participant_id'), ['participant_id'], unique=False)
 
     op.create_table('outgoingmessage',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -237,10 +314,20 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_outgoingmessage_checkin_id'))
 
     op.drop_table('outgoingmessage')
+    with op.batch_alter_table('offerevent', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_offerevent_participant_id'))
+
+    op.drop_table('offerevent')
     with op.batch_alter_table('answer', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_answer_checkin_id'))
 
     op.drop_table('answer')
+    with op.batch_alter_table('alert', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_alert_status'))
+        batch_op.drop_index(batch_op.f('ix_alert_participant_id'))
+        batch_op.drop_index(batch_op.f('ix_alert_kind'))
+
+    op.drop_table('alert')
     with op.batch_alter_table('checkin', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_checkin_status'))
         batch_op.drop_index(batch_op.f('ix_checkin_participant_id'))
@@ -248,10 +335,18 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_checkin_due_at'))
 
     op.drop_table('checkin')
+    with op.batch_alter_table('therapychange', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_therapychange_participant_id'))
+
+    op.drop_table('therapychange')
     with op.batch_alter_table('schedule', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_schedule_participant_id'))
 
     op.drop_table('schedule')
+    with op.batch_alter_table('savedquestion', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_savedquestion_participant_id'))
+
+    op.drop_table('savedquestion')
     with op.batch_alter_table('pageview', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_pageview_participant_id'))
         batch_op.drop_index(batch_op.f('ix_pageview_page_id'))
@@ -261,6 +356,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_consent_participant_id'))
 
     op.drop_table('consent')
+    with op.batch_alter_table('barrierreport', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_barrierreport_participant_id'))
+
+    op.drop_table('barrierreport')
     with op.batch_alter_table('participant', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_participant_telegram_user_id'))
         batch_op.drop_index(batch_op.f('ix_participant_status'))
