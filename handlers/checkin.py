@@ -22,6 +22,7 @@ from bot.db import Database
 from bot.models import CheckIn, Lifecycle, OutgoingMessage, Participant
 from bot.outbox import Buttons, RenderedMessage
 from bot.services import Services
+from handlers import offers
 from handlers.common import BotContext, keyboard, msgs, participant_for
 
 log = logging.getLogger(__name__)
@@ -221,6 +222,10 @@ async def _follow_up(
         text = await summary_text(session=session, checkin=checkin, m=m)
         plan.messages.append(((prefix + "\n\n" + text) if prefix else text, None))
         _set_note_awaiting(participant, checkin, None)
+        # Tailored offers (rules in content/rules/offers.yaml) follow the summary.
+        plan.messages.extend(
+            await offers.offer_messages(session=session, participant=participant, checkin=checkin)
+        )
     elif result.next_changed and result.next_item is not None:
         nxt = result.next_item
         text, buttons = await question_view(session=session, checkin=checkin, item=nxt, m=m)
