@@ -17,7 +17,17 @@ from bot.config import Settings
 from bot.content import messages
 from bot.db import Database
 from bot.services import Services
-from handlers import checkin, errors, fallback, guards, learn, lifecycle, onboarding, settings
+from handlers import (
+    checkin,
+    errors,
+    fallback,
+    guards,
+    learn,
+    lifecycle,
+    offers,
+    onboarding,
+    settings,
+)
 from handlers.common import BotContext
 
 log = logging.getLogger(__name__)
@@ -52,7 +62,7 @@ def register_handlers(app: BotApplication) -> None:
     for handler in guards.HANDLERS:
         app.add_handler(handler, group=-1)
     # Group 0: the flows. Specific commands and buttons first, free text last.
-    for module in (onboarding, settings, checkin, learn, lifecycle, fallback):
+    for module in (onboarding, settings, checkin, offers, learn, lifecycle, fallback):
         for handler in module.HANDLERS:
             app.add_handler(handler, group=0)
     app.add_error_handler(errors.on_error)
