@@ -28,7 +28,7 @@ from bot.education import pages_offerable_after_checkin
 from bot.models import Alert, AlertStatus, Answer, CheckIn, Lifecycle, OfferEvent, Participant
 from bot.paths import content_dir
 
-RULES_FILE = Path("rules") / "offers.yaml"
+RULES_FILE = Path("rules/offers.yaml")
 CALLBACK_PREFIX = "of:"
 OPEN, OPT_OUT = "open", "no"
 SHOWN, OPENED, OPTED_OUT = "shown", "opened", "opted_out"
