@@ -22,11 +22,12 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from bot import clock
-from bot.devtools.fake_telegram import FakeTelegram, _NotModified
+from bot.devtools.fake_telegram import BOT_ID, FakeMessage, FakeTelegram, _NotModified
 
 # Parameters PTB sends as JSON text inside a form field.
 _JSON_FIELDS = {"reply_markup", "commands", "scope", "allowed_updates", "entities", "media"}
 _LONG_POLL_CAP = 1.0  # seconds: keeps shutdown quick while still blocking like Telegram
+_query_ids = itertools.count(1)
 
 
 class UpdateQueue:
@@ -72,6 +73,29 @@ def command_update(user_id: int, text: str, *, first_name: str = "Ana") -> dict[
         length = len(text.split()[0])
         message["entities"] = [{"type": "bot_command", "offset": 0, "length": length}]
     return {"message": message}
+
+
+def callback_update(
+    user_id: int, data: str, message: FakeMessage, *, first_name: str = "Ana"
+) -> dict[str, Any]:
+    """Returns the payload of a button press on a message the fake server holds."""
+    pressed: dict[str, Any] = {
+        "message_id": message.message_id,
+        "date": int(message.sent_at.timestamp()),
+        "chat": {"id": message.chat_id, "type": "private", "first_name": first_name},
+        "from": {"id": BOT_ID, "is_bot": True, "first_name": "Companion"},
+        "text": message.text,
+    }
+    if message.reply_markup:
+        pressed["reply_markup"] = message.reply_markup
+    query = {
+        "id": str(next(_query_ids)),
+        "from": {"id": user_id, "is_bot": False, "first_name": first_name, "language_code": "en"},
+        "chat_instance": str(message.chat_id),
+        "message": pressed,
+        "data": data,
+    }
+    return {"callback_query": query}
 
 
 def _decode(params: dict[str, Any]) -> dict[str, Any]:
@@ -129,6 +153,14 @@ class FakeBotApiServer:
         self._httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+    def send_text(self, user_id: int, text: str) -> int:
+        """Queues a message (or /command) she types; returns its update id."""
+        return self.updates.put(command_update(user_id, text))
+
+    def press(self, user_id: int, data: str, message: FakeMessage) -> int:
+        """Queues her tap on one button of a message the bot sent; returns its update id."""
+        return self.updates.put(callback_update(user_id, data, message))
 
     def answer(self, method: str, params: dict[str, Any], token: str) -> tuple[int, Any]:
         """Answers one call: getUpdates from the queue, everything else from the fake."""
