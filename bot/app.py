@@ -26,6 +26,7 @@ from handlers import (
     lifecycle,
     offers,
     onboarding,
+    pictures,
     settings,
 )
 from handlers.common import BotContext
@@ -45,6 +46,10 @@ PATIENT_COMMANDS = [
     "checkin",
     "learn",
     "settings",
+    "mytrend",
+    "doctorcard",
+    "myquestions",
+    "discreet",
     "pause",
     "resume",
     "stop",
@@ -62,7 +67,7 @@ def register_handlers(app: BotApplication) -> None:
     for handler in guards.HANDLERS:
         app.add_handler(handler, group=-1)
     # Group 0: the flows. Specific commands and buttons first, free text last.
-    for module in (onboarding, settings, checkin, offers, learn, lifecycle, fallback):
+    for module in (onboarding, settings, checkin, offers, learn, pictures, lifecycle, fallback):
         for handler in module.HANDLERS:
             app.add_handler(handler, group=0)
     app.add_error_handler(errors.on_error)

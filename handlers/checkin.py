@@ -568,7 +568,10 @@ async def _render(
             checkin.id or 0, checkins.SNOOZE_CODE, str(checkins.SNOOZE_MINUTES)
         )
         buttons = [*buttons, [(m.get("checkin.button_snooze"), snooze)]]
-    return RenderedMessage(text=first + "\n\n" + text, buttons=buttons)
+    # Discreet mode: the check-in cannot be forwarded or saved from her chat.
+    return RenderedMessage(
+        text=first + "\n\n" + text, buttons=buttons, protect_content=participant.discreet
+    )
 
 
 async def render_checkin(

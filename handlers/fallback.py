@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 ONBOARDING_PREFIXES = ("onb:", "set:")
 RECONSENT = "reconsent"
 NOTE_PREFIX = "note:"
+QUESTION_PREFIX = "q:"
 
 
 def way_on(participant: Participant | None) -> Buttons:
@@ -55,6 +56,11 @@ async def on_text(update: Update, context: BotContext) -> None:
         from handlers import onboarding
 
         await onboarding.on_awaited_text(update, context)
+        return
+    if awaiting.startswith(QUESTION_PREFIX):
+        from handlers import pictures
+
+        await pictures.on_question_text(update, context)
         return
     if awaiting.startswith(NOTE_PREFIX):
         from handlers import checkin

@@ -1,0 +1,255 @@
+"""Her answers as day-by-day series for pictures: worst pain, interference, tablet answers.
+
+One value per local day in her time zone. A day without an answer is NaN (a gap in the
+picture), never zero: a missed check-in says nothing about her pain. Nothing here draws or
+knows about Telegram; `bot.images` and `bot.doctor_card` turn these series into files.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.checkins import DRAFT_SUFFIX, split_values
+from bot.clock import now
+from bot.content import Messages
+from bot.models import Answer, CheckIn, Participant
+
+NAN = math.nan
+PERIODS = (30, 90)  # the lengths she can switch between, in days
+MIN_ANSWERED_DAYS = 3  # fewer answered days than this make no average worth saying out loud
+TOOK_MED_VALUES = ("yes", "missed", "stopped")
+NO_NEW_SYMPTOMS = "none"
+
+
+@dataclass(frozen=True)
+class Day:
+    """Her answers on one local day (NaN / None where she gave none)."""
+
+    day: date
+    worst_pain: float = NAN
+    interference: float = NAN
+    took_med: str | None = None
+    symptoms: tuple[str, ...] = ()
+
+    @property
+    def answered(self) -> bool:
+        """Tells whether she reported a pain score that day."""
+        return not math.isnan(self.worst_pain)
+
+
+@dataclass(frozen=True)
+class Trend:
+    """One value per day from `start` to `end` (both included, her local dates)."""
+
+    start: date
+    end: date
+    days: list[Day]
+
+    @property
+    def length(self) -> int:
+        """Returns the number of days covered."""
+        return len(self.days)
+
+    @property
+    def dates(self) -> list[date]:
+        """Returns every date covered, oldest first."""
+        return [d.day for d in self.days]
+
+    @property
+    def worst_pain(self) -> list[float]:
+        """Returns the worst-pain series with NaN gaps."""
+        return [d.worst_pain for d in self.days]
+
+    @property
+    def interference(self) -> list[float]:
+        """Returns the interference series with NaN gaps."""
+        return [d.interference for d in self.days]
+
+    @property
+    def took_med(self) -> list[str | None]:
+        """Returns the tablet answers, None where she gave none."""
+        return [d.took_med for d in self.days]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The numbers behind the one-line summary, this period against the one before."""
+
+    period_days: int
+    answered_days: int
+    pain_average: int | None
+    interference_average: int | None
+    previous_answered_days: int
+    previous_pain_average: int | None
+    taken: int
+    missed: int
+    stopped: int
+
+    @property
+    def enough(self) -> bool:
+        """Tells whether this period has enough answers for an average."""
+        return self.pain_average is not None
+
+    @property
+    def direction(self) -> str | None:
+        """Returns 'down', 'up' or 'same' against the previous period, or None if not known."""
+        if self.pain_average is None or self.previous_pain_average is None:
+            return None
+        if self.pain_average < self.previous_pain_average:
+            return "down"
+        if self.pain_average > self.previous_pain_average:
+            return "up"
+        return "same"
+
+    @property
+    def unanswered(self) -> int:
+        """Returns the days with no tablet answer."""
+        return self.period_days - self.taken - self.missed - self.stopped
+
+
+def zone_of(participant: Participant, default: str) -> ZoneInfo:
+    """Returns her time zone (the study default if she has none)."""
+    return ZoneInfo(participant.timezone or default)
+
+
+def today_for(zone: ZoneInfo) -> date:
+    """Returns today's date in her time zone."""
+    return now().astimezone(zone).date()
+
+
+def local_midnight(day: date, zone: ZoneInfo) -> datetime:
+    """Returns the UTC instant her local day begins."""
+    return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+
+
+def _score(value: str | None) -> float:
+    """Returns a 0-10 score as a float, NaN for anything else."""
+    if value is None or not value.strip().isdigit():
+        return NAN
+    return float(int(value))
+
+
+async def load_days(
+    *, session: AsyncSession, participant: Participant, start: date, end: date, zone: ZoneInfo
+) -> list[Day]:
+    """Returns one Day per local date from start to end, from her stored answers."""
+    since = local_midnight(start, zone)
+    until = local_midnight(end + timedelta(days=1), zone)
+    result = await session.exec(
+        select(CheckIn, Answer)
+        .join(Answer, col(Answer.checkin_id) == col(CheckIn.id))
+        .where(
+            CheckIn.participant_id == participant.id,
+            col(CheckIn.due_at) >= since,
+            col(CheckIn.due_at) < until,
+        )
+        .order_by(col(Answer.answered_at), col(Answer.id))
+    )
+    # Later answers win: if she checked in twice on one day, the newest answer is the day's.
+    by_day: dict[date, dict[str, str]] = {}
+    for checkin, answer in result.all():
+        if answer.item_code.endswith(DRAFT_SUFFIX):
+            continue
+        day = checkin.due_at.astimezone(zone).date()
+        by_day.setdefault(day, {})[answer.item_code] = answer.value
+    days: list[Day] = []
+    current = start
+    while current <= end:
+        values = by_day.get(current, {})
+        pain = _score(values.get("worst_pain"))
+        interference = _score(values.get("interference"))
+        if pain == 0 and "interference" not in values:
+            # No pain skips the interference question: pain that is not there got in the
+            # way of nothing, so the day counts as 0 rather than a gap.
+            interference = 0.0
+        took = values.get("took_med")
+        symptoms = tuple(
+            v for v in split_values(values.get("new_symptoms", "")) if v != NO_NEW_SYMPTOMS
+        )
+        days.append(
+            Day(
+                day=current,
+                worst_pain=pain,
+                interference=interference,
+                took_med=took if took in TOOK_MED_VALUES else None,
+                symptoms=symptoms,
+            )
+        )
+        current += timedelta(days=1)
+    return days
+
+
+def _average(values: list[float]) -> int | None:
+    """Returns the whole-number average of the answered values (half rounds up), if enough."""
+    answered = [v for v in values if not math.isnan(v)]
+    if len(answered) < MIN_ANSWERED_DAYS:
+        return None
+    return math.floor(sum(answered) / len(answered) + 0.5)
+
+
+def summarise(current: list[Day], previous: list[Day]) -> Summary:
+    """Returns this period's averages and tablet counts, and the previous period's average."""
+    took = [d.took_med for d in current]
+    return Summary(
+        period_days=len(current),
+        answered_days=sum(1 for d in current if d.answered),
+        pain_average=_average([d.worst_pain for d in current]),
+        interference_average=_average([d.interference for d in current]),
+        previous_answered_days=sum(1 for d in previous if d.answered),
+        previous_pain_average=_average([d.worst_pain for d in previous]),
+        taken=took.count("yes"),
+        missed=took.count("missed"),
+        stopped=took.count("stopped"),
+    )
+
+
+async def load_trend(
+    *, session: AsyncSession, participant: Participant, days: int, default_zone: str
+) -> tuple[Trend, Summary]:
+    """Returns her last `days` days (today included) and a summary against the days before."""
+    zone = zone_of(participant, default_zone)
+    end = today_for(zone)
+    start = end - timedelta(days=days - 1)
+    both = await load_days(
+        session=session,
+        participant=participant,
+        start=start - timedelta(days=days),
+        end=end,
+        zone=zone,
+    )
+    previous, current = both[:days], both[days:]
+    return Trend(start=start, end=end, days=current), summarise(current, previous)
+
+
+def summary_sentence(summary: Summary, m: Messages) -> str:
+    """Returns the one-line summary in plain words ("... averaged 5 ..., down from 6 ...")."""
+    days = summary.period_days
+    if not summary.enough:
+        return m.get("pictures.summary_too_little", answered=summary.answered_days, days=days)
+    direction = summary.direction
+    if direction is None:
+        return m.get("pictures.summary_first", average=summary.pain_average, days=days)
+    return m.get(
+        f"pictures.summary_{direction}",
+        average=summary.pain_average,
+        previous=summary.previous_pain_average,
+        days=days,
+    )
+
+
+def tablet_sentence(summary: Summary, m: Messages) -> str | None:
+    """Returns her tablet answer counts in words, or None when she gave none."""
+    if not (summary.taken or summary.missed or summary.stopped):
+        return None
+    return m.get(
+        "pictures.caption_tablet",
+        taken=summary.taken,
+        missed=summary.missed,
+        stopped=summary.stopped,
+    )
