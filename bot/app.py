@@ -19,6 +19,7 @@ from bot.db import Database
 from bot.services import Services
 from handlers import (
     checkin,
+    doctor_first,
     errors,
     fallback,
     guards,
@@ -53,6 +54,7 @@ PATIENT_COMMANDS = [
     "pause",
     "resume",
     "stop",
+    "thinking_of_stopping",
     "help",
     "privacy",
     "delete_my_data",
@@ -67,7 +69,17 @@ def register_handlers(app: BotApplication) -> None:
     for handler in guards.HANDLERS:
         app.add_handler(handler, group=-1)
     # Group 0: the flows. Specific commands and buttons first, free text last.
-    for module in (onboarding, settings, checkin, offers, learn, pictures, lifecycle, fallback):
+    for module in (
+        onboarding,
+        settings,
+        checkin,
+        offers,
+        learn,
+        pictures,
+        doctor_first,
+        lifecycle,
+        fallback,
+    ):
         for handler in module.HANDLERS:
             app.add_handler(handler, group=0)
     app.add_error_handler(errors.on_error)

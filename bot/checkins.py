@@ -6,7 +6,7 @@ so any worker can continue it and a replayed or doubled press changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot import doctor_first
 from bot.clock import now
 from bot.content import Item, Questionnaire, questionnaire
 from bot.models import (
@@ -91,10 +92,16 @@ def is_skipped(item: Item, answers: Mapping[str, str]) -> bool:
     return any(answers.get(code) in values for code, values in item.skip_if.items())
 
 
-def next_item(q: Questionnaire, answers: Mapping[str, str]) -> Item | None:
-    """Returns the first item that applies and has no answer yet (None when all are done)."""
+def next_item(
+    q: Questionnaire, answers: Mapping[str, str], skip: Collection[str] = ()
+) -> Item | None:
+    """Returns the first item that applies and has no answer yet (None when all are done).
+
+    `skip` holds items left out for her (no tablet question once she takes none); a skipped
+    item is simply not asked, and no answer row is stored for it.
+    """
     for item in q.items:
-        if item.code in answers or is_skipped(item, answers):
+        if item.code in answers or item.code in skip or is_skipped(item, answers):
             continue
         return item
     return None
@@ -175,10 +182,16 @@ async def answer_values(*, session: AsyncSession, checkin: CheckIn) -> dict[str,
     return final_values(await load_answers(session=session, checkin=checkin))
 
 
+async def skipped_for(*, session: AsyncSession, checkin: CheckIn) -> frozenset[str]:
+    """Returns the items her therapy status leaves out of this check-in."""
+    return await doctor_first.skipped_items(session=session, participant_id=checkin.participant_id)
+
+
 async def current_item(*, session: AsyncSession, checkin: CheckIn) -> Item | None:
     """Returns the question the check-in is waiting for."""
     values = await answer_values(session=session, checkin=checkin)
-    return next_item(questionnaire_for(checkin), values)
+    skip = await skipped_for(session=session, checkin=checkin)
+    return next_item(questionnaire_for(checkin), values, skip)
 
 
 async def selection(*, session: AsyncSession, checkin: CheckIn, item: Item) -> tuple[str, ...]:
@@ -313,7 +326,7 @@ async def _finish(
 ) -> AnswerResult:
     """Updates the check-in's status after a change and says what comes next."""
     values = final_values(rows)
-    after = next_item(q, values)
+    after = next_item(q, values, await skipped_for(session=session, checkin=checkin))
     if values and checkin.first_answer_at is None:
         checkin.first_answer_at = now()
     if values and checkin.status in (CheckInStatus.scheduled, CheckInStatus.sent):
@@ -364,7 +377,7 @@ async def record_answer(
     values = final_values(rows)
     if is_skipped(item, values):
         return AnswerResult(outcome="invalid", reason="not_applicable")
-    before = next_item(q, values)
+    before = next_item(q, values, await skipped_for(session=session, checkin=checkin))
     outcome, row, old_value = await _write(
         session=session,
         checkin=checkin,
@@ -475,8 +488,9 @@ async def press_multi(
     draft.update_id = update_id
     session.add(draft)
     await session.flush()
+    skip = await skipped_for(session=session, checkin=checkin)
     return AnswerResult(
-        outcome="toggled", answer=draft, next_item=next_item(q, final_values(rows))
+        outcome="toggled", answer=draft, next_item=next_item(q, final_values(rows), skip)
     )
 
 

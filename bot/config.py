@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     coordinator_ids: Annotated[list[int], NoDecode] = []
     researcher_ids: Annotated[list[int], NoDecode] = []
     coordinator_chat_id: int | None = None
+    # When a participant who asks the care team to contact her can expect it (shown to her).
+    contact_expectation: str = "within 2 working days"
 
     # Privacy
     pseudonym_key: str | None = None

@@ -22,7 +22,7 @@ from bot.db import Database
 from bot.models import CheckIn, Lifecycle, OutgoingMessage, Participant
 from bot.outbox import Buttons, RenderedMessage
 from bot.services import Services
-from handlers import offers
+from handlers import doctor_first, offers
 from handlers.common import BotContext, keyboard, msgs, participant_for
 
 log = logging.getLogger(__name__)
@@ -56,9 +56,11 @@ def answer_label(item: Item, value: str, m: Messages) -> str:
     return ", ".join(labels)
 
 
-def question_text(item: Item, m: Messages, *, answer: str | None = None) -> str:
+def question_text(
+    item: Item, m: Messages, *, answer: str | None = None, wording: str | None = None
+) -> str:
     """Returns the question wording, its scale anchors and, once answered, her answer."""
-    parts = [item.text(m.locale)]
+    parts = [wording or item.text(m.locale)]
     anchors = item.anchors.get(m.locale) or item.anchors.get("en")
     if item.type == "scale" and anchors:
         parts.append(anchors)
@@ -115,7 +117,11 @@ async def question_view(
         chosen = ()
     has_draft = item.code + checkins.DRAFT_SUFFIX in rows
     shown = answer.value if answer is not None and not has_draft else None
-    text = question_text(item, m, answer=shown)
+    # After a switch her doctor advised, the tablet question is about her current medicine.
+    wording = await doctor_first.adherence_wording(
+        session=session, checkin=checkin, item=item, m=m
+    )
+    text = question_text(item, m, answer=shown, wording=wording)
     return text, item_buttons(checkin.id or 0, item, m, chosen)
 
 
@@ -217,7 +223,15 @@ async def _follow_up(
     """Plans what comes after a stored answer: doctor-first note, next question or summary."""
     changed = result.outcome in {"stored", "corrected"} and result.answer is not None
     if changed and result.answer is not None and (item.code, result.answer.value) == STOPPED:
-        plan.messages.append((m.get("checkin.stopped"), None))
+        # The doctor-first path comes first; its last step re-shows the next question.
+        plan.messages.append(
+            await doctor_first.start_view(
+                session=session, participant=participant, source="checkin", checkin_id=checkin.id
+            )
+        )
+        if not result.completed:
+            session.add(participant)
+            return
     if result.completed:
         text = await summary_text(session=session, checkin=checkin, m=m)
         plan.messages.append(((prefix + "\n\n" + text) if prefix else text, None))

@@ -270,7 +270,12 @@ async def on_button(update: Update, context: BotContext) -> None:
         elif data.action == DELETE_NO:
             text = m.get("lifecycle.delete_kept")
         elif data.action == MEDICINE:
-            text = m.get("lifecycle.medicine")
+            # The doctor-first path: its first question replaces the menu.
+            from handlers import doctor_first
+
+            text, buttons = await doctor_first.start_view(
+                session=session, participant=participant, source="stop_menu"
+            )
         elif data.action == DELETE_YES:
             await lifecycle.delete_participant_data(session=session, participant=participant)
             text = m.get("lifecycle.deleted")

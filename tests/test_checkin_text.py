@@ -50,11 +50,22 @@ def test_checkin_sentences_read_at_grade_eight_or_below() -> None:
             assert textstat.flesch_kincaid_grade(text) <= 8, text
 
 
-def test_doctor_first_message_never_approves_or_advises_stopping() -> None:
-    text = messages("en").get("checkin.stopped").lower()
-    assert "doctor" in text and "care team" in text
-    for banned in ("that's fine", "that is fine", "okay to stop", "you can stop", "we will call"):
-        assert banned not in text
+def test_doctor_first_messages_never_approve_or_advise_stopping() -> None:
+    # "I have stopped taking it" starts the doctor-first path (content doctor_first.yaml).
+    m = messages("en")
+    texts = [text.lower() for key, text in m.texts.items() if key.startswith("doctor_first.")]
+    assert texts
+    joined = " ".join(texts)
+    assert "doctor" in joined and "care team" in joined
+    for text in texts:
+        for banned in (
+            "that's fine",
+            "that is fine",
+            "okay to stop",
+            "you can stop",
+            "we will call",
+        ):
+            assert banned not in text
 
 
 def test_questionnaire_items_and_codes_are_the_agreed_ones() -> None:

@@ -121,7 +121,8 @@ async def test_attachments_get_a_reply_and_nothing_is_stored(harness: Harness, k
     await make_active_participant(harness.db)
     before = await row_counts(harness)
     if kind == "photo":
-        update = harness.updates.photo(PATIENT, caption="my swollen knee")
+        # A neutral caption: captions with safety signals are in tests/test_free_text_safety.py.
+        update = harness.updates.photo(PATIENT, caption="my garden this morning")
     elif kind == "voice":
         update = harness.updates.voice(PATIENT)
     elif kind == "sticker":

@@ -198,9 +198,8 @@ async def test_stop_medicine_gets_a_doctor_first_message(harness: Harness) -> No
     await harness.command(PATIENT, "stop")
     await harness.press(PATIENT, "I'm thinking about stopping my medicine")
     text = harness.last(PATIENT).text
-    assert "doctor or care team" in text
-    assert "before you change anything" in text
-    assert "next visit" in text
+    # The doctor-first path starts (the whole path: tests/test_doctor_first.py).
+    assert "Have you talked with your doctor about this?" in text
     lowered = text.lower()
     for forbidden in ("that's fine", "that is fine", "you can stop", "stop taking", "skip"):
         assert forbidden not in lowered

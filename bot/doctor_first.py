@@ -1,0 +1,357 @@
+"""The doctor-first path: rules for when she has stopped her medicine or thinks about it.
+
+Nothing here knows about Telegram or holds a sentence. It starts the path, records her answers
+(what her doctor advised, what changed, what makes it hard), keeps her therapy status, writes
+alert rows for the coordinators (delivering them is the coordinator flow's job) and decides
+what the check-in's adherence question becomes.
+
+Alert rows carry codes only (`src=checkin;n=2;doctor=not_yet;barrier=cost`), never her text.
+
+One open alert per kind and participant: a new trigger while a `stop_intent` (or `red_flag`)
+alert is still open (not yet acknowledged or closed by a coordinator) updates that row (the
+trigger count `n`, the sources) instead of adding another, so repeated messages never spam the
+care team. Once a coordinator has acknowledged or closed it, the next trigger opens a new row.
+
+The stop_intent row is written when the path starts, as a non-urgent digest line ("started,
+no answer yet"), so that a signal is never lost if she does not answer. It becomes urgent when
+she says she has not talked with her doctor (or would rather not say). If she says her doctor
+advised the change, a still non-urgent row is closed and a non-urgent `therapy_change` digest
+line is added; an already urgent row stays open (a coordinator should still look).
+
+The adherence question follows her therapy status: after a switch her doctor advised, the
+check-in asks about "your current medicine"; after she stopped or finished on her doctor's
+advice, the `took_med` item is skipped. A skipped item is not stored at all (no Answer row):
+her TherapyChange rows and `Participant.therapy_status` tell researchers why it is absent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.clock import now
+from bot.models import (
+    Alert,
+    AlertStatus,
+    BarrierReport,
+    Lifecycle,
+    Participant,
+    TherapyChange,
+    TherapyStatus,
+)
+
+Source = Literal["checkin", "stop_menu", "command", "free_text", "page"]
+SOURCES: tuple[str, ...] = ("checkin", "stop_menu", "command", "free_text", "page")
+
+STOP_INTENT = "stop_intent"
+RED_FLAG = "red_flag"
+THERAPY_CHANGE = "therapy_change"
+
+# Her answer to "Have you talked with your doctor about this?"
+ADVISED, NOT_YET, PRIVATE = "advised", "not_yet", "private"
+DOCTOR_ANSWERS: tuple[str, ...] = (ADVISED, NOT_YET, PRIVATE)
+# What changed, on her doctor's advice.
+STOPPED, SWITCHED, FINISHED = "stopped", "switched", "finished"
+CHANGES: tuple[str, ...] = (STOPPED, SWITCHED, FINISHED)
+MEDICINES: tuple[str, ...] = ("anastrozole", "letrozole", "exemestane", "tamoxifen", "other")
+WHEN: tuple[str, ...] = ("today", "this_week", "earlier")
+BARRIERS: tuple[str, ...] = (
+    "joint_pain",
+    "other_side_effect",
+    "forgot",
+    "cost",
+    "worry",
+    "other",
+)
+
+# The check-in item that asks whether she took her tablet, and what it becomes.
+ADHERENCE_ITEM = "took_med"
+AdherenceMode = Literal["usual", "current", "none"]
+
+_LEFT = (Lifecycle.withdrawn, Lifecycle.deleted)
+
+
+# ---------------------------------------------------------------- alert detail codes
+
+
+def parse_detail(detail: str | None) -> dict[str, str]:
+    """Reads an alert's `key=value;...` detail codes into a dict (in order)."""
+    out: dict[str, str] = {}
+    for part in (detail or "").split(";"):
+        key, sep, value = part.partition("=")
+        if sep and key:
+            out[key] = value
+    return out
+
+
+def format_detail(codes: dict[str, str]) -> str:
+    """Writes detail codes back as `key=value;...` (at most 500 characters)."""
+    return ";".join(f"{k}={v}" for k, v in codes.items() if v)[:500]
+
+
+def _add_code(codes: dict[str, str], key: str, value: str) -> bool:
+    """Adds a value to a `+`-joined code list; returns False when it was already there."""
+    values = [v for v in codes.get(key, "").split("+") if v]
+    if value in values:
+        return False
+    codes[key] = "+".join([*values, value])
+    return True
+
+
+def codes_of(alert: Alert, key: str) -> tuple[str, ...]:
+    """Returns the values of one `+`-joined code of an alert (e.g. its barriers)."""
+    return tuple(v for v in parse_detail(alert.detail).get(key, "").split("+") if v)
+
+
+# ---------------------------------------------------------------- who may be recorded
+
+
+def may_record(participant: Participant | None) -> bool:
+    """Tells whether alerts and answers may be stored for her (consented, not left)."""
+    return (
+        participant is not None
+        and participant.id is not None
+        and bool(participant.consent_version)
+        and participant.status not in _LEFT
+    )
+
+
+# ---------------------------------------------------------------- alerts
+
+
+async def open_alert(*, session: AsyncSession, participant_id: int, kind: str) -> Alert | None:
+    """Returns her newest alert of this kind that no coordinator has acknowledged or closed."""
+    result = await session.exec(
+        select(Alert)
+        .where(
+            Alert.participant_id == participant_id,
+            Alert.kind == kind,
+            Alert.status == AlertStatus.open,
+        )
+        .order_by(col(Alert.created_at).desc(), col(Alert.id).desc())
+    )
+    return result.first()
+
+
+async def _upsert_alert(
+    *,
+    session: AsyncSession,
+    participant: Participant,
+    kind: str,
+    source: str,
+    urgent: bool,
+    checkin_id: int | None = None,
+    extra: Iterable[tuple[str, str]] = (),
+) -> Alert:
+    """Updates her open alert of this kind (count, sources) or opens a new one."""
+    pid = participant.id or 0
+    alert = await open_alert(session=session, participant_id=pid, kind=kind)
+    if alert is None:
+        codes: dict[str, str] = {"src": source, "n": "1"}
+        alert = Alert(participant_id=pid, kind=kind, urgent=urgent, checkin_id=checkin_id)
+    else:
+        codes = parse_detail(alert.detail)
+        _add_code(codes, "src", source)
+        codes["n"] = str(int(codes.get("n", "1") or "1") + 1)
+        alert.urgent = alert.urgent or urgent
+        alert.checkin_id = alert.checkin_id or checkin_id
+    for key, value in extra:
+        _add_code(codes, key, value)
+    alert.detail = format_detail(codes)
+    session.add(alert)
+    await session.flush()
+    return alert
+
+
+async def start_path(
+    *,
+    session: AsyncSession,
+    participant: Participant,
+    source: str,
+    checkin_id: int | None = None,
+) -> Alert:
+    """Starts the doctor-first path: a non-urgent stop_intent line until she answers."""
+    return await _upsert_alert(
+        session=session,
+        participant=participant,
+        kind=STOP_INTENT,
+        source=source,
+        urgent=False,
+        checkin_id=checkin_id,
+    )
+
+
+async def record_red_flag(
+    *, session: AsyncSession, participant: Participant, source: str, rules: Iterable[str]
+) -> Alert:
+    """Writes (or updates) her urgent red-flag alert with the rule ids that fired."""
+    fired = [("rule", r) for r in rules if r.startswith("red_flag.")]
+    return await _upsert_alert(
+        session=session,
+        participant=participant,
+        kind=RED_FLAG,
+        source=source,
+        urgent=True,
+        extra=fired,
+    )
+
+
+async def path_alert(
+    *, session: AsyncSession, participant: Participant, alert_id: int
+) -> Alert | None:
+    """Returns the stop_intent alert a button refers to, if it is hers."""
+    alert = await session.get(Alert, alert_id)
+    if alert is None or alert.kind != STOP_INTENT or alert.participant_id != participant.id:
+        return None
+    return alert
+
+
+async def record_doctor_answer(*, session: AsyncSession, alert: Alert, answer: str) -> Alert:
+    """Stores whether she talked with her doctor; 'not yet' or 'rather not say' makes it urgent."""
+    if answer not in DOCTOR_ANSWERS:
+        raise ValueError(f"unknown doctor answer {answer!r}")
+    codes = parse_detail(alert.detail)
+    codes["doctor"] = answer
+    if answer != ADVISED:
+        alert.urgent = True
+    alert.detail = format_detail(codes)
+    session.add(alert)
+    await session.flush()
+    return alert
+
+
+def path_number(alert: Alert) -> int:
+    """Returns how many times the path was started on this alert (buttons carry it)."""
+    raw = parse_detail(alert.detail).get("n", "1")
+    return int(raw) if raw.isdigit() else 1
+
+
+def _first_time(codes: dict[str, str], step: str, path: int) -> bool:
+    """Marks a step of one path as done; False when it was done before (a doubled press)."""
+    return _add_code(codes, "done", f"{step}{path}")
+
+
+async def record_change(
+    *,
+    session: AsyncSession,
+    participant: Participant,
+    alert: Alert,
+    path: int,
+    kind: str,
+    medicine: str | None,
+    when: str,
+) -> TherapyChange | None:
+    """Records a change her doctor advised, her new therapy status and a digest line.
+
+    Returns None when this path already recorded one (a doubled press).
+    """
+    if kind not in CHANGES or when not in WHEN:
+        raise ValueError("unknown change or time")
+    if kind == SWITCHED and medicine not in MEDICINES:
+        raise ValueError("a switch needs one of the known medicines")
+    codes = parse_detail(alert.detail)
+    if not _first_time(codes, "c", path):
+        return None
+    at = now()
+    new_medicine = medicine if kind == SWITCHED else None
+    change = TherapyChange(
+        participant_id=participant.id or 0,
+        kind=kind,
+        new_medicine=new_medicine,
+        # Only "today" is a date; "this week" / "earlier" are kept as codes on the digest line.
+        changed_on=at if when == "today" else None,
+        recorded_at=at,
+    )
+    session.add(change)
+    if kind == SWITCHED:
+        participant.therapy_status = TherapyStatus.taking
+        participant.medicine = new_medicine
+    elif kind == STOPPED:
+        participant.therapy_status = TherapyStatus.stopped
+    else:
+        participant.therapy_status = TherapyStatus.finished
+    session.add(participant)
+
+    _add_code(codes, "change", kind)
+    alert.detail = format_detail(codes)
+    if not alert.urgent:
+        # She has her doctor's advice and nothing urgent was said: the digest line suffices.
+        alert.status = AlertStatus.closed
+        alert.closed_at = at
+        alert.closed_by = "participant"
+    session.add(alert)
+
+    digest = {"change": kind, "medicine": new_medicine or "", "when": when}
+    digest["src"] = codes.get("src", "")
+    session.add(
+        Alert(
+            participant_id=participant.id or 0,
+            kind=THERAPY_CHANGE,
+            urgent=False,
+            detail=format_detail(digest),
+            checkin_id=alert.checkin_id,
+        )
+    )
+    await session.flush()
+    return change
+
+
+async def record_barrier(
+    *, session: AsyncSession, participant: Participant, alert: Alert, path: int, code: str
+) -> BarrierReport | None:
+    """Stores what makes taking it hard, once per path and code; the alert notes it too."""
+    if code not in BARRIERS:
+        raise ValueError(f"unknown barrier {code!r}")
+    codes = parse_detail(alert.detail)
+    if not _first_time(codes, f"b{code}.", path):
+        return None
+    _add_code(codes, "barrier", code)
+    alert.detail = format_detail(codes)
+    alert.urgent = True
+    session.add(alert)
+    source = codes.get("src", "").split("+")[0] or "free_text"
+    report = BarrierReport(
+        participant_id=participant.id or 0, code=code, source=source, recorded_at=now()
+    )
+    session.add(report)
+    await session.flush()
+    return report
+
+
+async def request_contact(*, session: AsyncSession, alert: Alert) -> bool:
+    """Marks that she asked the care team to contact her; False when already asked."""
+    if alert.contact_requested:
+        return False
+    alert.contact_requested = True
+    alert.urgent = True
+    session.add(alert)
+    await session.flush()
+    return True
+
+
+# ---------------------------------------------------------------- the adherence question
+
+
+async def adherence_mode(*, session: AsyncSession, participant_id: int) -> AdherenceMode:
+    """Tells how the check-in asks about her medicine: as usual, her current one, or not at all."""
+    participant = await session.get(Participant, participant_id)
+    if participant is None:
+        return "usual"
+    if participant.therapy_status in (TherapyStatus.stopped, TherapyStatus.finished):
+        return "none"
+    result = await session.exec(
+        select(TherapyChange)
+        .where(TherapyChange.participant_id == participant_id)
+        .order_by(col(TherapyChange.recorded_at).desc(), col(TherapyChange.id).desc())
+    )
+    latest = result.first()
+    return "current" if latest is not None and latest.kind == SWITCHED else "usual"
+
+
+async def skipped_items(*, session: AsyncSession, participant_id: int) -> frozenset[str]:
+    """Returns the check-in items her therapy status leaves out (none while she takes one)."""
+    mode = await adherence_mode(session=session, participant_id=participant_id)
+    return frozenset({ADHERENCE_ITEM}) if mode == "none" else frozenset()
