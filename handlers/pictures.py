@@ -59,6 +59,11 @@ def blocked_key(participant: Participant | None) -> str | None:
     return None
 
 
+def press_blocked_key(participant: Participant | None) -> str | None:
+    """Returns why a button does nothing for this presser (a stranger's press: a stale button)."""
+    return "pictures.stale_button" if participant is None else blocked_key(participant)
+
+
 async def say(
     context: BotContext,
     chat_id: int,
@@ -153,7 +158,7 @@ async def on_trend_press(update: Update, context: BotContext) -> None:
     days = int(raw) if raw.isdigit() else 0
     async with context.services.db.session() as session:
         participant = await _presser(session, update, query)
-    key = blocked_key(participant)
+    key = press_blocked_key(participant)
     if days not in PERIODS or participant is None or key is not None:
         await safe_answer(query, msgs(participant).get(key or "pictures.stale_button"))
         return
@@ -206,7 +211,7 @@ async def on_card_press(update: Update, context: BotContext) -> None:
         return
     async with context.services.db.session() as session:
         participant = await _presser(session, update, query)
-    key = blocked_key(participant)
+    key = press_blocked_key(participant)
     if participant is None or key is not None:
         await safe_answer(query, msgs(participant).get(key or "pictures.stale_button"))
         return
@@ -293,7 +298,7 @@ async def on_questions_press(update: Update, context: BotContext) -> None:
     send: tuple[str, Buttons | None] | None = None
     async with context.services.db.session() as session:
         participant = await _presser(session, update, query)
-        key = blocked_key(participant)
+        key = press_blocked_key(participant)
         m = msgs(participant)
         if participant is None or key is not None:
             toast = m.get(key or "pictures.stale_button")
@@ -440,7 +445,7 @@ async def on_discreet_press(update: Update, context: BotContext) -> None:
     op = (query.data or "").removeprefix(DISCREET_PREFIX)
     async with context.services.db.session() as session:
         participant = await _presser(session, update, query)
-        key = blocked_key(participant)
+        key = press_blocked_key(participant)
         m = msgs(participant)
         if participant is None or key is not None or op not in ("on", "off"):
             await safe_answer(query, m.get(key or "pictures.stale_button"))
