@@ -20,7 +20,7 @@ from telegram import CallbackQuery, Update
 from telegram.error import BadRequest
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, filters
 
-from bot import checkins, intent
+from bot import checkins
 from bot import participants as pt
 from bot.charts import PERIODS, load_trend, summary_sentence, tablet_sentence
 from bot.clock import now
@@ -31,7 +31,6 @@ from bot.models import Participant, SavedQuestion
 from bot.outbox import Buttons
 from handlers.checkin import safe_answer, safe_edit
 from handlers.common import BotContext, keyboard, msgs, participant_for
-from handlers.lifecycle import emergency_for
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,6 @@ AWAITING_ADD = "q:add"
 MAX_QUESTIONS = 20
 MAX_QUESTION_CHARS = 500
 DELETE_BUTTONS_PER_ROW = 3
-URGENT_KINDS = ("emergency", "red_flag")
 
 
 # ---------------------------------------------------------------- shared
@@ -391,11 +389,9 @@ async def on_question_text(update: Update, context: BotContext) -> None:
             _stop_typing(participant)
             session.add(SavedQuestion(participant_id=participant.id or 0, text=text))
             await session.flush()
+            # A worrying symptom typed here still gets its safety reply: handlers/fallback.py
+            # checks every text first and answers red flags after the question is saved.
             replies.append((m.get("pictures.questions_saved"), None))
-            if intent.detect(text, participant.locale).kind in URGENT_KINDS:
-                # A worrying symptom written as a question for later should not wait for it.
-                emergency = emergency_for(participant, context.services)
-                replies.append((m.get("pictures.questions_urgent", emergency=emergency), None))
             replies.append(
                 questions_view(m, await saved_questions(session=session, participant=participant))
             )

@@ -15,7 +15,13 @@ from sqlmodel import col, select
 from bot import clock
 from bot.charts import load_trend
 from bot.content import messages
-from bot.doctor_card import GID_QUESTION, card_figure, load_card, render_card_pdf
+from bot.doctor_card import (
+    GID_QUESTION,
+    card_figure,
+    erase_questions,
+    load_card,
+    render_card_pdf,
+)
 from bot.images import GID_PAIN, render_trend_png, trend_figure
 from bot.models import BarrierReport, Lifecycle, Participant, SavedQuestion, TherapyChange
 from tests.conftest import PATIENT, Harness
@@ -340,8 +346,11 @@ async def test_a_worrying_symptom_saved_as_a_question_gets_advice_not_to_wait(
     await make_active_participant(h.db)
     await add_question(h, "Is the swelling in my knuckles something to worry about?")
     texts = h.texts(PATIENT)
-    assert M.get("pictures.questions_saved") in texts
-    assert M.get("pictures.questions_urgent", emergency="999") in texts
+    saved = texts.index(M.get("pictures.questions_saved"))
+    # The free-text safety net still answers: after the question is saved, not instead of it.
+    advice = M.get("doctor_first.red_flag", emergency="999")
+    assert advice in texts[saved:]
+    assert texts.count(advice) == 1
     assert len(await questions_in_db(h)) == 1
 
 
@@ -416,3 +425,15 @@ async def test_after_leaving_she_is_told_there_is_nothing_new(harness: Harness) 
     await h.command(PATIENT, "mytrend")
     assert h.last(PATIENT).text == M.get("pictures.left")
     assert not h.fake.calls_to("sendPhoto")
+
+
+async def test_erase_questions_removes_hers_and_keeps_others(harness: Harness) -> None:
+    h = harness
+    await make_active_participant(h.db)
+    await make_active_participant(h.db, telegram_user_id=OTHER)
+    await add_question(h, "Mine?")
+    await add_question(h, "Theirs?", uid=OTHER)
+    her = await participant_row(h)
+    async with h.db.session() as session:
+        await erase_questions(session=session, participant_id=her.id or 0)
+    assert [q.text for q in await questions_in_db(h)] == ["Theirs?"]
