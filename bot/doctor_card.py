@@ -17,7 +17,7 @@ from datetime import date, timedelta
 
 import matplotlib
 from matplotlib.figure import Figure
-from sqlmodel import col, delete, select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import images
@@ -92,13 +92,6 @@ async def saved_questions(
         .order_by(col(SavedQuestion.created_at), col(SavedQuestion.id))
     )
     return list(result.all())
-
-
-async def erase_questions(*, session: AsyncSession, participant_id: int) -> None:
-    """Deletes every question she saved (for delete-my-data: her own words go with her)."""
-    await session.exec(
-        delete(SavedQuestion).where(col(SavedQuestion.participant_id) == participant_id)
-    )
 
 
 async def load_card(

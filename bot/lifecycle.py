@@ -17,17 +17,25 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.audit import participant_actor, record_audit
 from bot.clock import now
 from bot.models import (
+    Alert,
+    AlertStatus,
     Answer,
     AnswerHistory,
+    BarrierReport,
     CheckIn,
     CheckInStatus,
     Consent,
     Lifecycle,
     MissedReason,
+    OfferEvent,
     OutboxState,
     OutgoingMessage,
+    PageView,
     Participant,
+    SavedQuestion,
     Schedule,
+    TherapyChange,
+    TherapyStatus,
 )
 
 # Pause lengths a participant can pick; None means "until I resume".
@@ -207,12 +215,15 @@ async def withdraw(*, session: AsyncSession, participant: Participant) -> None:
 async def delete_participant_data(*, session: AsyncSession, participant: Participant) -> str:
     """Erases her personal data and audits it; returns the pseudonym the audit event keeps.
 
-    Erased: Telegram user and chat ids, study id, medicine, start date, country, zone, her
-    schedules, every answer (notes included) and its history, and the chat id on her outbox
-    rows. Kept: consent rows (version and times only, to show what the study held and when),
-    check-in rows without answers (closed as missed/withdrawn if open), and an audit event
-    with her pseudonym, the time and the actor. The row itself gets a tombstone pseudonym, so
-    nothing left in it links back to her Telegram account and she may join again later.
+    Erased: Telegram user and chat ids, study id, medicine, start date, country, zone, therapy
+    status, her schedules, every answer (notes included) and its history, her saved questions,
+    barrier codes, therapy changes, page views and offer events, the codes on her alerts, and
+    the chat id on her outbox rows. Kept: consent rows (version and times only, to show what
+    the study held and when), check-in rows without answers (closed as missed/withdrawn if
+    open), alert rows without detail (closed if open, so the care team's record of what it was
+    told stays whole), and an audit event with her pseudonym, the time and the actor. The row
+    itself gets a tombstone pseudonym, so nothing left in it links back to her Telegram account
+    and she may join again later.
     """
     pid = _require_id(participant)
     pseudonym = participant.pseudonym
@@ -230,6 +241,15 @@ async def delete_participant_data(*, session: AsyncSession, participant: Partici
         .values(schedule_id=None, message_ids="")
     )
     await session.exec(delete(Schedule).where(col(Schedule.participant_id) == pid))
+    for table in (SavedQuestion, BarrierReport, TherapyChange, PageView, OfferEvent):
+        await session.exec(delete(table).where(col(table.participant_id) == pid))
+    await session.exec(
+        update(Alert)
+        .where(col(Alert.participant_id) == pid)
+        .where(col(Alert.status) != AlertStatus.closed)
+        .values(status=AlertStatus.closed, closed_at=at, closed_by="system:deleted")
+    )
+    await session.exec(update(Alert).where(col(Alert.participant_id) == pid).values(detail=None))
 
     await cancel_queued_messages(session=session, participant_id=pid)
     await session.exec(
@@ -254,6 +274,8 @@ async def delete_participant_data(*, session: AsyncSession, participant: Partici
     participant.timezone = None
     participant.awaiting = None
     participant.paused_until = None
+    participant.therapy_status = TherapyStatus.taking
+    participant.discreet = False
     participant.status = Lifecycle.deleted
     participant.withdrawn_at = participant.withdrawn_at or at
     participant.deleted_at = at

@@ -10,17 +10,24 @@ from sqlmodel import col, select
 
 from bot import clock
 from bot.models import (
+    Alert,
+    AlertStatus,
     Answer,
     AnswerHistory,
     AuditEvent,
+    BarrierReport,
     CheckIn,
     CheckInStatus,
     Consent,
     Lifecycle,
+    OfferEvent,
     OutboxState,
     OutgoingMessage,
+    PageView,
     Participant,
+    SavedQuestion,
     Schedule,
+    TherapyChange,
 )
 from bot.outbox import enqueue
 from tests.conftest import PATIENT, START, Harness, make_harness
@@ -518,3 +525,49 @@ async def test_leaving_and_deleting_work_on_postgresql(pg_url: str) -> None:
     finally:
         await h.app.shutdown()
         await h.db.dispose()
+
+
+async def test_delete_my_data_erases_her_questions_reports_and_alert_codes_only(
+    harness: Harness,
+) -> None:
+    her = await make_active_participant(harness.db)
+    other = await make_active_participant(harness.db, telegram_user_id=PATIENT + 50)
+    async with harness.db.session() as session:
+        for person in (her, other):
+            assert person.id is not None
+            session.add_all(
+                [
+                    SavedQuestion(participant_id=person.id, text="Could I try a different pill?"),
+                    BarrierReport(participant_id=person.id, code="joint_pain", source="command"),
+                    TherapyChange(participant_id=person.id, kind="switched", new_medicine="x"),
+                    PageView(participant_id=person.id, page_id="what_may_help", page_version="1"),
+                    OfferEvent(participant_id=person.id, offer_code="pain_help", event="shown"),
+                    Alert(participant_id=person.id, kind="stop_intent", detail="barrier=cost"),
+                    Alert(
+                        participant_id=person.id,
+                        kind="red_flag",
+                        detail="new_symptoms=fall",
+                        status=AlertStatus.closed,
+                        closed_at=START,
+                        closed_by="coordinator:1",
+                    ),
+                ]
+            )
+
+    await harness.command(PATIENT, "delete_my_data")
+    await harness.press(PATIENT, "Yes, delete my data")
+
+    async with harness.db.session() as session:
+        for table in (SavedQuestion, BarrierReport, TherapyChange, PageView, OfferEvent):
+            owners = [row.participant_id for row in (await session.exec(select(table))).all()]
+            assert owners == [other.id], table.__name__
+        alerts = (await session.exec(select(Alert).order_by(col(Alert.id)))).all()
+    # Her alerts stay as the care team's record of what it was told, closed and without codes.
+    assert [(a.participant_id, a.kind, a.status, a.detail, a.closed_by) for a in alerts] == [
+        (her.id, "stop_intent", AlertStatus.closed, None, "system:deleted"),
+        (her.id, "red_flag", AlertStatus.closed, None, "coordinator:1"),
+        (other.id, "stop_intent", AlertStatus.open, "barrier=cost", None),
+        (other.id, "red_flag", AlertStatus.closed, "new_symptoms=fall", "coordinator:1"),
+    ]
+    stored = await reload(harness, her.id)
+    assert (stored.therapy_status, stored.discreet) == ("taking", False)

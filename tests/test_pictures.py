@@ -18,7 +18,6 @@ from bot.content import messages
 from bot.doctor_card import (
     GID_QUESTION,
     card_figure,
-    erase_questions,
     load_card,
     render_card_pdf,
 )
@@ -397,6 +396,18 @@ async def test_discreet_mode_protects_her_picture_card_questions_and_checkins(
     checkin_message = h.last(PATIENT)
     assert checkin_message.buttons() and checkin_message.protect_content
     assert not LOCK_WORD.search(checkin_message.text.splitlines()[0])
+    # The next question, sent after her tap, is protected too.
+    first_button = checkin_message.buttons()[0][1]
+    await h.press(PATIENT, first_button, message=checkin_message)
+    following = h.last(PATIENT)
+    assert following is not checkin_message and following.protect_content
+    # So is an education page she opens from /learn.
+    await h.command(PATIENT, "learn")
+    menu = h.last(PATIENT)
+    assert menu.protect_content
+    await h.press(PATIENT, menu.buttons()[0][1], message=menu)
+    page = h.last(PATIENT)
+    assert page is not menu and page.protect_content
 
     await h.press(PATIENT, "dz:off")
     assert not (await participant_row(h)).discreet
@@ -425,15 +436,3 @@ async def test_after_leaving_she_is_told_there_is_nothing_new(harness: Harness) 
     await h.command(PATIENT, "mytrend")
     assert h.last(PATIENT).text == M.get("pictures.left")
     assert not h.fake.calls_to("sendPhoto")
-
-
-async def test_erase_questions_removes_hers_and_keeps_others(harness: Harness) -> None:
-    h = harness
-    await make_active_participant(h.db)
-    await make_active_participant(h.db, telegram_user_id=OTHER)
-    await add_question(h, "Mine?")
-    await add_question(h, "Theirs?", uid=OTHER)
-    her = await participant_row(h)
-    async with h.db.session() as session:
-        await erase_questions(session=session, participant_id=her.id or 0)
-    assert [q.text for q in await questions_in_db(h)] == ["Theirs?"]
