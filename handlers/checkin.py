@@ -178,13 +178,17 @@ class Plan:
     toast: str | None = None
     edit: tuple[str, Buttons | None] | None = None
     messages: list[tuple[str, Buttons | None]] = field(default_factory=list)
+    # Discreet mode: her answers, summaries and offers cannot be forwarded or saved.
+    protect: bool = False
 
 
 async def _send_plan(context: BotContext, chat_id: int, plan: Plan) -> None:
     """Sends the planned messages and remembers their ids on the check-in."""
     sent: list[int] = []
     for text, buttons in plan.messages:
-        message = await context.bot.send_message(chat_id, text, reply_markup=keyboard(buttons))
+        message = await context.bot.send_message(
+            chat_id, text, reply_markup=keyboard(buttons), protect_content=plan.protect
+        )
         sent.append(message.message_id)
     if plan.checkin_id is not None and sent:
         await _remember_messages(context.services.db, plan.checkin_id, sent)
@@ -279,6 +283,7 @@ async def on_checkin_command(update: Update, context: BotContext) -> None:
     plan = Plan()
     async with context.services.db.session() as session:
         participant = await participant_for(session, update)
+        plan.protect = participant is not None and participant.discreet
         m = msgs(participant)
         key = _cannot_start(participant)
         if key is not None or participant is None:
@@ -321,6 +326,7 @@ async def _plan_press(
     checkin_id, code, value = parsed
     checkin = await session.get(CheckIn, checkin_id)
     participant = await session.get(Participant, checkin.participant_id) if checkin else None
+    plan.protect = participant is not None and participant.discreet
     if (
         checkin is None
         or participant is None
@@ -444,6 +450,7 @@ async def on_note_text(update: Update, context: BotContext) -> None:
     plan = Plan()
     async with context.services.db.session() as session:
         participant = await participant_for(session, update)
+        plan.protect = participant is not None and participant.discreet
         if participant is None:
             return
         m = msgs(participant)
@@ -515,6 +522,7 @@ async def on_text_during_checkin(update: Update, context: BotContext) -> bool:
     plan = Plan()
     async with context.services.db.session() as session:
         participant = await participant_for(session, update)
+        plan.protect = participant is not None and participant.discreet
         if participant is None:
             return False
         checkin = await checkins.open_checkin_for(session=session, participant=participant)

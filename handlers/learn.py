@@ -30,8 +30,11 @@ def _buttons_of(message: Message | None) -> list[tuple[str, str]]:
     ]
 
 
-async def _show(query: CallbackQuery, view: View, *, in_place: bool) -> None:
-    """Edits the pressed message, or sends a new one, with the view's text and buttons."""
+async def _show(query: CallbackQuery, view: View, *, in_place: bool, protect: bool) -> None:
+    """Edits the pressed message, or sends a new one, with the view's text and buttons.
+
+    `protect` (her discreet mode) applies to a new message; an edit keeps the original's.
+    """
     markup = keyboard(view.buttons)
     if in_place:
         try:
@@ -44,7 +47,9 @@ async def _show(query: CallbackQuery, view: View, *, in_place: bool) -> None:
         return
     message = query.message
     if isinstance(message, Message):
-        await message.reply_text(view.text, reply_markup=markup, parse_mode=ParseMode.HTML)
+        await message.reply_text(
+            view.text, reply_markup=markup, parse_mode=ParseMode.HTML, protect_content=protect
+        )
 
 
 async def on_learn(update: Update, context: BotContext) -> None:
@@ -57,7 +62,10 @@ async def on_learn(update: Update, context: BotContext) -> None:
     locale = participant.locale if participant else education.DEFAULT_LOCALE
     view = education.menu_view(locale)
     await message.reply_text(
-        view.text, reply_markup=keyboard(view.buttons), parse_mode=ParseMode.HTML
+        view.text,
+        reply_markup=keyboard(view.buttons),
+        parse_mode=ParseMode.HTML,
+        protect_content=participant is not None and participant.discreet,
     )
 
 
@@ -79,7 +87,8 @@ async def on_page_button(update: Update, context: BotContext) -> None:
         )
     # Inside the reader the message turns its page; from anywhere else a new message opens.
     in_reader = any(data == education.MENU_CALLBACK for _, data in buttons)
-    await _show(query, view, in_place=in_reader)
+    protect = participant is not None and participant.discreet
+    await _show(query, view, in_place=in_reader, protect=protect)
 
 
 PRIVATE = filters.ChatType.PRIVATE

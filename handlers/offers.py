@@ -128,7 +128,10 @@ async def on_offer_button(update: Update, context: BotContext) -> None:
                 raise
     if view is not None and isinstance(query.message, Message):
         await query.message.reply_text(
-            view.text, reply_markup=keyboard(view.buttons), parse_mode=ParseMode.HTML
+            view.text,
+            reply_markup=keyboard(view.buttons),
+            parse_mode=ParseMode.HTML,
+            protect_content=participant is not None and participant.discreet,
         )
 
 
