@@ -56,6 +56,8 @@ DOCTOR_ANSWERS: tuple[str, ...] = (ADVISED, NOT_YET, PRIVATE)
 # What changed, on her doctor's advice.
 STOPPED, SWITCHED, FINISHED = "stopped", "switched", "finished"
 CHANGES: tuple[str, ...] = (STOPPED, SWITCHED, FINISHED)
+# She takes a medicine again after a stop or the end of treatment (picked in /settings).
+RESTARTED = "restarted"
 MEDICINES: tuple[str, ...] = ("anastrozole", "letrozole", "exemestane", "tamoxifen", "other")
 WHEN: tuple[str, ...] = ("today", "this_week", "earlier")
 BARRIERS: tuple[str, ...] = (
@@ -293,6 +295,41 @@ async def record_change(
             urgent=False,
             detail=format_detail(digest),
             checkin_id=alert.checkin_id,
+        )
+    )
+    await session.flush()
+    return change
+
+
+async def record_restart(
+    *, session: AsyncSession, participant: Participant
+) -> TherapyChange | None:
+    """Records that she takes a medicine again after telling us it had stopped or finished.
+
+    Called when she picks her medicine in /settings; the check-in asks about it again from
+    then on, and the coordinators get a digest line (nothing urgent). None while she is
+    already taking one, so a plain correction of the medicine name changes nothing here.
+    """
+    if participant.therapy_status == TherapyStatus.taking:
+        return None
+    at = now()
+    change = TherapyChange(
+        participant_id=participant.id or 0,
+        kind=RESTARTED,
+        new_medicine=participant.medicine,
+        changed_on=None,
+        recorded_at=at,
+    )
+    session.add(change)
+    participant.therapy_status = TherapyStatus.taking
+    session.add(participant)
+    digest = {"change": RESTARTED, "medicine": participant.medicine or "", "src": "settings"}
+    session.add(
+        Alert(
+            participant_id=participant.id or 0,
+            kind=THERAPY_CHANGE,
+            urgent=False,
+            detail=format_detail(digest),
         )
     )
     await session.flush()

@@ -10,10 +10,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from telegram import Update
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, filters
 
+from bot import doctor_first
 from bot import participants as pt
 from bot.config import Settings
 from bot.countries import country
-from bot.models import Participant
+from bot.models import Participant, TherapyStatus
 from bot.outbox import Buttons
 from bot.participants import Step
 from handlers.common import BotContext, msgs, participant_for
@@ -47,6 +48,9 @@ async def menu(
         local_time=schedule.local_time if schedule else "",
         weekdays=schedule.weekdays if schedule else pt.EVERY_DAY,
     )
+    if participant.therapy_status != TherapyStatus.taking:
+        # Her doctor stopped it or her treatment finished; picking one says she takes it again.
+        fields["medicine"] = m.get(f"settings.medicine_{participant.therapy_status}")
     buttons = [*item_menu(m, SET), [(m.get("settings.close"), f"{SET}:close")]]
     return m.get("settings.menu", **fields), buttons
 
@@ -167,6 +171,9 @@ async def _settings_press(
     _stop_typing(participant)
     session.add(participant)
     reply.chosen = answer.label
+    if op == "med" and await doctor_first.record_restart(session=session, participant=participant):
+        reply.say(m.get("settings.medicine_again"), _after_save(participant))
+        return
     if answer.stored_country is not None:
         found = country(answer.stored_country)
         assert found is not None

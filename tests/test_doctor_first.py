@@ -13,6 +13,7 @@ from sqlmodel import col, select
 
 from bot import clock, doctor_first
 from bot.content import messages
+from bot.doctor_card import load_card, sections
 from bot.models import (
     Alert,
     AlertStatus,
@@ -298,6 +299,45 @@ async def test_advised_stop_drops_the_adherence_question_from_later_checkins(
     async with h.db.session() as session:
         done = await session.get(CheckIn, checkin_id)
     assert done is not None and done.status == "completed"
+
+
+async def test_picking_a_medicine_in_settings_after_a_stop_brings_the_question_back(
+    harness: Harness,
+) -> None:
+    h = harness
+    p = await make_active_participant(h.db)
+    await h.command(PATIENT, "thinking_of_stopping")
+    await h.press(PATIENT, "Yes, my doctor advised a change")
+    await h.press(PATIENT, "I stopped taking it")
+    await h.press(PATIENT, "Today")
+    assert "tell me in /settings" in h.texts(PATIENT)[-1] + h.texts(PATIENT)[-2]
+
+    await h.command(PATIENT, "settings")
+    assert "Medicine: none now (stopped on your doctor's advice)" in h.last(PATIENT).text
+    await h.press(PATIENT, "Medicine")
+    await h.press(PATIENT, "Letrozole (Femara)")
+    assert h.last(PATIENT).text.startswith("Saved. From now on, your check-ins will ask")
+    stored = await reload(h, p.id)
+    assert (stored.therapy_status, stored.medicine) == (TherapyStatus.taking, "letrozole")
+    assert [(c.kind, c.new_medicine) for c in await changes(h)] == [
+        ("stopped", None),
+        ("restarted", "letrozole"),
+    ]
+    digest = [a for a in await alerts(h, doctor_first.THERAPY_CHANGE) if not a.urgent]
+    assert "change=restarted" in (digest[-1].detail or "")
+    async with h.db.session() as session:
+        card = await load_card(session=session, participant=stored, default_zone="UTC")
+    card_words = [line for _, lines, _ in sections(messages(), card) for line in lines]
+    assert any(line.endswith("Taking Letrozole (Femara) again") for line in card_words)
+
+    await h.command(PATIENT, "checkin")
+    assert "Did you take your tablet yesterday?" in h.last(PATIENT).text
+    # Picking a medicine again while she takes one is a plain correction: no new change row.
+    await h.command(PATIENT, "settings")
+    await h.press(PATIENT, "Medicine")
+    await h.press(PATIENT, "Exemestane (Aromasin)")
+    assert h.last(PATIENT).text.startswith("Saved.")
+    assert len(await changes(h)) == 2
 
 
 async def test_finished_treatment_drops_the_adherence_question(harness: Harness) -> None:
