@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from bot.content import ContentError, load_yaml
 
 OTHER_CODE = "ZZ"  # ISO 3166 user-assigned code: "another country"
-MAX_ZONES = 6  # zone buttons per country; more would not fit one short question
+MAX_ZONES = 8  # zone buttons per country (one per row); more would not fit one phone screen
 _CODE = re.compile(r"^[A-Z]{2}$")
 
 

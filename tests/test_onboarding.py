@@ -138,7 +138,7 @@ async def test_country_with_several_zones_asks_for_the_zone(harness: Harness) ->
     await reach_time_question(h, country="United States")
     assert h.last(PATIENT).text == "Which time zone are you in?"
     labels = [label for label, _ in h.last(PATIENT).buttons()]
-    assert labels == ["Eastern", "Central", "Mountain", "Pacific", "Alaska", "Hawaii"]
+    assert labels == ["Eastern", "Central", "Mountain", "Pacific", "Alaska", "Hawaii", "Arizona"]
     await h.press(PATIENT, "Eastern")
     await h.press(PATIENT, "08:00")
     await h.press(PATIENT, "Every day")
@@ -150,6 +150,21 @@ async def test_country_with_several_zones_asks_for_the_zone(harness: Harness) ->
     [first] = await pending_checkins(h.db, p.id)
     assert first.due_at == datetime(2026, 1, 12, 13, 0, tzinfo=UTC)  # 08:00 EST
     assert "911" in h.texts(PATIENT)[-1]
+
+
+async def test_arizona_keeps_standard_time_in_summer(harness: Harness) -> None:
+    h = harness
+    clock.freeze(datetime(2026, 7, 6, 6, 0, tzinfo=UTC))  # a Monday; Denver is on MDT now
+    await reach_time_question(h, country="United States")
+    await h.press(PATIENT, "Arizona")
+    await h.press(PATIENT, "08:00")
+    await h.press(PATIENT, "Every day")
+    await h.press(PATIENT, "Yes, that's right")
+    p = await participant(h.db)
+    assert p is not None and p.id is not None
+    assert (p.country, p.timezone) == ("US", "America/Phoenix")
+    [first] = await pending_checkins(h.db, p.id)
+    assert first.due_at == datetime(2026, 7, 6, 15, 0, tzinfo=UTC)  # 08:00 MST, UTC-7
 
 
 async def test_country_with_one_zone_chooses_it_without_asking(harness: Harness) -> None:
@@ -674,12 +689,12 @@ async def test_active_participant_with_old_consent_sees_it_again_on_start(
 # ---------------------------------------------------------------- content
 
 
-def test_countries_cover_the_study_sites_with_one_to_six_zones() -> None:
+def test_countries_cover_the_study_sites_with_one_to_eight_zones() -> None:
     codes = {c.code for c in all_countries()}
     required = {"GB", "IE", "ES", "FR", "DE", "IT", "PT", "NL", "US", "CA", "MX", "AR"}
     assert required | {"AU", "NZ", "IN", "ZA"} <= codes
     for found in all_countries():
-        assert 1 <= len(found.zones) <= 6
+        assert 1 <= len(found.zones) <= 8
         assert found.emergency
     us = country("US")
     assert us is not None
@@ -690,6 +705,7 @@ def test_countries_cover_the_study_sites_with_one_to_six_zones() -> None:
         "Pacific",
         "Alaska",
         "Hawaii",
+        "Arizona",
     ]
     assert other_country().zones
 
