@@ -131,4 +131,12 @@ def build_application(
             name="dispatcher",
             job_kwargs={"max_instances": 1, "coalesce": True, "misfire_grace_time": 60},
         )
+        # Hourly: forget week-old update ids and idle pacing rows (safe in every process).
+        app.job_queue.run_repeating(
+            dispatcher.housekeeping_job,
+            interval=dispatcher.HOUSEKEEPING_INTERVAL_SECONDS,
+            first=60.0,
+            name="housekeeping",
+            job_kwargs={"max_instances": 1, "coalesce": True, "misfire_grace_time": 600},
+        )
     return app

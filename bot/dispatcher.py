@@ -25,7 +25,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from telegram import Bot
 from telegram.ext import CallbackContext
 
-from bot import clock
+from bot import clock, ratelimit
 from bot.content import consent_text
 from bot.models import (
     Answer,
@@ -57,6 +57,7 @@ from bot.sender import (
     send_claimed,
 )
 from bot.services import Services
+from bot.updates_seen import forget_old_updates
 
 log = logging.getLogger(__name__)
 
@@ -644,6 +645,37 @@ async def send_due(*, services: Services, bot: Bot, report: TickReport) -> None:
                     await release(services=services, row_id=rest, not_before=until)
                     report.released += 1
                 return
+
+
+# ---------------------------------------------------------------- housekeeping
+
+# Pacing rows of chats quiet this long are dropped (any age past a few seconds would do).
+IDLE_SLOT_AGE = timedelta(hours=1)
+HOUSEKEEPING_INTERVAL_SECONDS = 3600.0
+
+
+async def housekeeping(services: Services) -> tuple[int, int]:
+    """Forgets update ids older than a week and idle pacing rows; returns both counts.
+
+    Forgetting old update ids matters: Telegram may start ids afresh after a quiet week, and a
+    remembered old id would make a new update look like a replay.
+    """
+    async with services.db.session() as session:
+        updates = await forget_old_updates(session)
+        slots = await ratelimit.forget_idle_slots(session, idle_for=IDLE_SLOT_AGE)
+    return updates, slots
+
+
+async def housekeeping_job(context: CallbackContext[Any, Any, Any, Any]) -> None:
+    """Runs housekeeping from the JobQueue; a failure is logged and the next run tries again."""
+    services: Services = context.bot_data
+    try:
+        updates, slots = await housekeeping(services)
+    except Exception as exc:
+        _log_row_error("housekeeping", None, exc)
+        return
+    if updates or slots:
+        log.info("housekeeping: forgot %d update ids and %d pacing rows", updates, slots)
 
 
 # ---------------------------------------------------------------- the job

@@ -101,6 +101,21 @@ async def paused_until(*, db: Database) -> datetime | None:
     return slot.next_at
 
 
+async def forget_idle_slots(session: AsyncSession, *, idle_for: timedelta) -> int:
+    """Deletes chat keys whose next instant passed long ago; returns how many went.
+
+    Such a row says nothing a missing row would not (the next reservation starts from now),
+    so this only keeps the table the size of the recently active chats. The global row stays:
+    it carries a 429 pause.
+    """
+    result = await session.exec(
+        sa.delete(RateSlot).where(
+            col(RateSlot.key) != GLOBAL_KEY, col(RateSlot.next_at) < clock.now() - idle_for
+        )
+    )
+    return int(result.rowcount or 0)
+
+
 async def wait_until(at: datetime, sleep: Sleeper) -> None:
     """Waits until the reserved instant on the one clock (virtual in tests)."""
     delay = (at - clock.now()).total_seconds()

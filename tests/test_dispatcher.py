@@ -533,3 +533,52 @@ async def test_one_broken_row_does_not_stop_the_others(
     assert len(h.fake.chat(PATIENT + 1)) == 1
     assert (await pending(h, fine.id or 0)).due_at == datetime(2026, 1, 13, 9, 5, tzinfo=UTC)
     assert "due check-in" in caplog.text and "ZoneInfoNotFoundError" in caplog.text
+
+
+# ---------------------------------------------------------------- housekeeping
+
+
+async def test_housekeeping_runs_hourly_as_one_job(h: Harness) -> None:
+    assert h.app.job_queue is not None
+    [job] = h.app.job_queue.get_jobs_by_name("housekeeping")
+    assert job.job.max_instances == 1 and job.job.coalesce is True
+    assert job.job.trigger.interval == timedelta(hours=1)
+
+
+async def test_an_update_id_is_a_replay_for_a_week_then_forgotten(h: Harness) -> None:
+    """Telegram may start update ids afresh after a quiet week; an old id must not block them."""
+    from bot.dispatcher import housekeeping
+
+    await h.process(h.updates.command(PATIENT, "help", update_id=31337))
+    await h.process(h.updates.command(PATIENT, "help", update_id=31337))
+    assert len(h.texts(PATIENT)) == 1  # the replay was dropped
+
+    clock.advance(timedelta(days=6))
+    assert (await housekeeping(h.app.bot_data))[0] == 0  # still remembered
+    await h.process(h.updates.command(PATIENT, "help", update_id=31337))
+    assert len(h.texts(PATIENT)) == 1
+
+    clock.advance(timedelta(days=1, minutes=1))
+    assert (await housekeeping(h.app.bot_data))[0] == 1
+    await h.process(h.updates.command(PATIENT, "help", update_id=31337))
+    assert len(h.texts(PATIENT)) == 2  # a new update that happens to reuse the id is answered
+
+
+async def test_housekeeping_drops_idle_pacing_rows_but_keeps_the_global_one(h: Harness) -> None:
+    from sqlmodel import select
+
+    from bot import ratelimit
+    from bot.dispatcher import housekeeping
+    from bot.models import RateSlot
+
+    await ratelimit.reserve(db=h.db, chat_id=PATIENT, per_second=25)
+    await ratelimit.reserve(db=h.db, chat_id=PATIENT + 1, per_second=25)
+    clock.advance(timedelta(minutes=30))
+    await ratelimit.reserve(db=h.db, chat_id=PATIENT + 1, per_second=25)
+    assert (await housekeeping(h.app.bot_data))[1] == 0  # nothing idle for an hour yet
+
+    clock.advance(timedelta(minutes=31))
+    assert (await housekeeping(h.app.bot_data))[1] == 1
+    async with h.db.session() as session:
+        keys = sorted(slot.key for slot in (await session.exec(select(RateSlot))).all())
+    assert keys == [f"chat:{PATIENT + 1}", "global"]
