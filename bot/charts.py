@@ -23,6 +23,7 @@ from bot.models import Answer, CheckIn, Participant
 NAN = math.nan
 PERIODS = (30, 90)  # the lengths she can switch between, in days
 MIN_ANSWERED_DAYS = 3  # fewer answered days than this make no average worth saying out loud
+TOOK_MED_ITEM = "took_med"  # "Did you take your tablet yesterday?"
 TOOK_MED_VALUES = ("yes", "missed", "stopped")
 NO_NEW_SYMPTOMS = "none"
 
@@ -140,7 +141,9 @@ async def load_days(
 ) -> list[Day]:
     """Returns one Day per local date from start to end, from her stored answers."""
     since = local_midnight(start, zone)
-    until = local_midnight(end + timedelta(days=1), zone)
+    # One day more: the tablet question asks about yesterday, so a check-in tells of the day
+    # before it (pain and the rest belong to the check-in's own day).
+    until = local_midnight(end + timedelta(days=2), zone)
     result = await session.exec(
         select(CheckIn, Answer)
         .join(Answer, col(Answer.checkin_id) == col(CheckIn.id))
@@ -157,6 +160,8 @@ async def load_days(
         if answer.item_code.endswith(DRAFT_SUFFIX):
             continue
         day = checkin.due_at.astimezone(zone).date()
+        if answer.item_code == TOOK_MED_ITEM:
+            day -= timedelta(days=1)
         by_day.setdefault(day, {})[answer.item_code] = answer.value
     days: list[Day] = []
     current = start
@@ -168,7 +173,7 @@ async def load_days(
             # No pain skips the interference question: pain that is not there got in the
             # way of nothing, so the day counts as 0 rather than a gap.
             interference = 0.0
-        took = values.get("took_med")
+        took = values.get(TOOK_MED_ITEM)
         symptoms = tuple(
             v for v in split_values(values.get("new_symptoms", "")) if v != NO_NEW_SYMPTOMS
         )

@@ -116,7 +116,9 @@ async def test_two_weeks_of_checkins_give_one_point_per_answered_day_and_gaps_fo
     missed = [16 + i for i, e in enumerate(TWO_WEEKS) if e is None]
     assert all(math.isnan(trend.worst_pain[i]) for i in missed)
     assert trend.worst_pain.count(0.0) == 1
-    assert trend.took_med[16:] == [e.took if e else None for e in TWO_WEEKS]
+    # "Did you take your tablet yesterday?": each answer marks the day before its check-in,
+    # and today's mark waits for tomorrow's check-in.
+    assert trend.took_med[15:] == [e.took if e else None for e in TWO_WEEKS] + [None]
 
 
 async def test_trend_figure_plots_her_answers_with_nan_gaps(harness: Harness) -> None:
