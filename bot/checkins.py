@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -107,12 +107,14 @@ def next_item(
     return None
 
 
-def required_answered(q: Questionnaire, answers: Mapping[str, str]) -> bool:
+def required_answered(
+    q: Questionnaire, answers: Mapping[str, str], skip: Collection[str] = ()
+) -> bool:
     """Tells whether every applicable non-optional item has an answer."""
     return all(
         item.code in answers
         for item in q.items
-        if not item.optional and not is_skipped(item, answers)
+        if not item.optional and item.code not in skip and not is_skipped(item, answers)
     )
 
 
@@ -352,6 +354,34 @@ async def _finish(
         completed=completed,
         old_value=old_value,
     )
+
+
+async def only_optional_left(*, session: AsyncSession, checkin: CheckIn) -> bool:
+    """Tells whether she answered every question that needs an answer (the note may wait)."""
+    values = await answer_values(session=session, checkin=checkin)
+    skip = await skipped_for(session=session, checkin=checkin)
+    return bool(values) and required_answered(questionnaire_for(checkin), values, skip)
+
+
+async def complete_at_close(*, session: AsyncSession, checkin: CheckIn, at: datetime) -> bool:
+    """Closes an open check-in as completed if only optional items (the note) are unanswered.
+
+    She answered every question; leaving the note untouched is not a missed check-in.
+    """
+    if checkin.status not in OPEN_STATUSES:
+        return False
+    if not await only_optional_left(session=session, checkin=checkin):
+        return False
+    checkin.status = CheckInStatus.completed
+    checkin.closed_at = at
+    checkin.next_reminder_at = None
+    rows = await load_answers(session=session, checkin=checkin)
+    for code, row in rows.items():
+        if code.endswith(DRAFT_SUFFIX):
+            await session.delete(row)
+    session.add(checkin)
+    await session.flush()
+    return True
 
 
 async def record_answer(

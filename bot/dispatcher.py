@@ -25,7 +25,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from telegram import Bot
 from telegram.ext import CallbackContext
 
-from bot import clock, ratelimit
+from bot import checkins, clock, ratelimit
 from bot.content import consent_text
 from bot.models import (
     Answer,
@@ -90,6 +90,7 @@ class TickReport:
     reminders_queued: int = 0
     reminders_held: int = 0  # moved past her quiet hours
     windows_closed: int = 0
+    completed_at_close: int = 0  # every question answered, only the optional note left
     held_quiet: int = 0  # outbox rows moved past quiet hours
     sent: int = 0
     failed: int = 0
@@ -506,6 +507,8 @@ async def _remind(
     checkin.next_reminder_at = None
     if participant is None or participant_block(participant) is not None:
         return True
+    if await checkins.only_optional_left(session=session, checkin=checkin):
+        return True  # every question is answered; the note is hers to add, not to be chased
     tz = participant_zone(participant, default=settings.default_timezone)
     if in_quiet_hours(at=at, tz=tz, quiet=settings.quiet_window):
         end = quiet_hours_end(at=at, tz=tz, quiet=settings.quiet_window)
@@ -535,12 +538,17 @@ async def close_windows(*, services: Services, report: TickReport) -> None:
         waiting = checkin.status == CheckInStatus.scheduled and checkin.queued_at is not None
         if checkin.window_closes_at > at or not (waiting or checkin.status in OPEN_STATUSES):
             return False
-        participant = await session.get(Participant, checkin.participant_id)
-        reason = await _close_reason(session, checkin, participant)
-        close_checkin(checkin, reason=reason, at=at)
-        session.add(checkin)
         report.windows_closed += 1
-        report.count_missed(reason)
+        if checkin.status == CheckInStatus.partial and await checkins.complete_at_close(
+            session=session, checkin=checkin, at=at
+        ):
+            report.completed_at_close += 1
+        else:
+            participant = await session.get(Participant, checkin.participant_id)
+            reason = await _close_reason(session, checkin, participant)
+            close_checkin(checkin, reason=reason, at=at)
+            session.add(checkin)
+            report.count_missed(reason)
         stale = await session.exec(
             select(OutgoingMessage).where(
                 OutgoingMessage.checkin_id == checkin.id,

@@ -2,8 +2,9 @@
 
 The thresholds and rules are data in `content/rules/offers.yaml` (one file, also read by the
 coordinator work); this module only knows how to apply the rule kinds described there.
-Nothing here knows about Telegram: `evaluate` decides what follows a completed check-in,
-records the offers as shown and raises Alert rows that carry codes and scores, never her words.
+Nothing here knows about Telegram: `evaluate` decides what follows an answered check-in (run
+once every question is answered, before the optional note she may never write), records the
+offers as shown and raises Alert rows that carry codes and scores, never her words.
 """
 
 from __future__ import annotations
@@ -458,7 +459,7 @@ async def evaluate(
     checkin: CheckIn,
     book: Rulebook | None = None,
 ) -> list[Offer]:
-    """Decides the offers after a completed check-in, records them as shown, raises alerts."""
+    """Decides the offers once every question is answered, records them as shown, raises alerts."""
     if participant.status not in EVALUATED_STATUSES or checkin.participant_id != participant.id:
         return []
     book = book or rules()

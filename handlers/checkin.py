@@ -240,12 +240,24 @@ async def _follow_up(
         text = await summary_text(session=session, checkin=checkin, m=m)
         plan.messages.append(((prefix + "\n\n" + text) if prefix else text, None))
         _set_note_awaiting(participant, checkin, None)
-        # Tailored offers (rules in content/rules/offers.yaml) follow the summary.
-        plan.messages.extend(
-            await offers.offer_messages(session=session, participant=participant, checkin=checkin)
-        )
+        if not item.optional:
+            # Tailored offers (rules in content/rules/offers.yaml) follow the summary, unless
+            # they came already, when only the optional note was left (see below).
+            plan.messages.extend(
+                await offers.offer_messages(
+                    session=session, participant=participant, checkin=checkin
+                )
+            )
     elif result.next_changed and result.next_item is not None:
         nxt = result.next_item
+        if nxt.optional and await checkins.only_optional_left(session=session, checkin=checkin):
+            # Every question is answered: offers (and the alerts behind a red flag) come now,
+            # not after the note, which she may never write.
+            plan.messages.extend(
+                await offers.offer_messages(
+                    session=session, participant=participant, checkin=checkin
+                )
+            )
         text, buttons = await question_view(session=session, checkin=checkin, item=nxt, m=m)
         plan.messages.append(((prefix + "\n\n" + text) if prefix else text, buttons))
         _set_note_awaiting(participant, checkin, nxt)

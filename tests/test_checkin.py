@@ -16,6 +16,7 @@ from bot.db import Database
 from bot.devtools.fake_telegram import FakeMessage
 from bot.logging_setup import CAPPED_LOGGERS
 from bot.models import (
+    Alert,
     Answer,
     AnswerHistory,
     CheckIn,
@@ -222,11 +223,12 @@ async def test_pain_corrected_from_zero_brings_the_interference_question_back(
     assert "get in the way" in h.last(PATIENT).text
     await h.press(PATIENT, "2", message=question_message(h, "get in the way"))
     assert "Anything else you want to note?" in h.last(PATIENT).text
+    # Pain 6 brings one tailored offer, as soon as every question is answered.
+    assert "Some things have helped other women" in h.texts(PATIENT)[-2]
     assert (await the_checkin(h)).status == CheckInStatus.partial
     await h.press(PATIENT, "Skip")
     assert (await the_checkin(h)).status == CheckInStatus.completed
-    # Pain 6 brings one tailored offer after the summary.
-    assert "Here is what you told me" in h.texts(PATIENT)[-2]
+    assert "Here is what you told me" in h.texts(PATIENT)[-1]
 
 
 # ---------------------------------------------------------------- late taps and corrections
@@ -812,3 +814,39 @@ async def test_a_press_too_old_to_answer_still_counts(harness: Harness) -> None:
     assert (await stored(h))["took_med"].value == "yes"
     assert "worst joint pain" in h.last(PATIENT).text
     assert not any("something went wrong" in text for text in h.texts(PATIENT))
+
+
+async def test_a_note_left_untouched_neither_chases_her_nor_counts_the_checkin_as_missed(
+    harness: Harness,
+) -> None:
+    h = harness
+    await make_active_participant(h.db, checkin_time="09:05")  # London = UTC in January
+    await h.tick()
+    clock.advance(timedelta(minutes=5))
+    await h.tick()
+    await h.press(PATIENT, "Yes")
+    await h.press(PATIENT, "3")
+    await h.press(PATIENT, "Not stiff")
+    await h.press(PATIENT, "2", message=question_message(h, "get in the way"))
+    await h.press(PATIENT, "I had a fall")
+    await h.press(PATIENT, "Done")
+    # Every question is answered: the red-flag advice and its alert come before the note.
+    texts = h.texts(PATIENT)
+    assert "contact your care team today" in texts[-2]
+    assert "Anything else you want to note?" in texts[-1]
+    async with h.db.session() as session:
+        alerts = (await session.exec(select(Alert))).all()
+    assert [(a.kind, a.urgent) for a in alerts] == [("red_flag", True)]
+    sent = len(h.fake.chat(PATIENT))
+
+    # She puts the phone down. No reminder chases the note; the window closes as completed.
+    for _ in range(8 * 6):
+        clock.advance(timedelta(minutes=10))
+        await h.tick()
+    assert len(h.fake.chat(PATIENT)) == sent
+    async with h.db.session() as session:
+        checkin = (await session.exec(select(CheckIn).order_by(col(CheckIn.due_at)))).first()
+    assert checkin is not None
+    assert (checkin.status, checkin.missed_reason) == (CheckInStatus.completed, None)
+    assert checkin.closed_at is not None and checkin.closed_at >= checkin.window_closes_at
+    assert "note" not in await stored(h)

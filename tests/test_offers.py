@@ -39,6 +39,7 @@ WORSENING = "higher than usual"
 STIFFNESS = "stiff for a long time"
 RED_FLAG = "contact your care team today about what you told me"
 OPT_OUT = "Don't show this again"
+NOTE_QUESTION = "Anything else you want to note?"
 
 
 # ---------------------------------------------------------------- helpers
@@ -84,15 +85,22 @@ async def check_in(
     return chat
 
 
-def after_summary(chat: list[FakeMessage]) -> list[FakeMessage]:
-    """Returns the messages that followed the check-in summary (the offers)."""
-    index = next(n for n, m in enumerate(chat) if SUMMARY in m.text)
-    return chat[index + 1 :]
+def offers_of(chat: list[FakeMessage]) -> list[FakeMessage]:
+    """Returns the offers: what came once every question was answered, before the note.
+
+    They come before the optional note, which she may never write, so that a red flag is
+    acted on at once; nothing follows the summary.
+    """
+    new = next(n for n, m in enumerate(chat) if "Anything new" in m.text)
+    note = next(n for n, m in enumerate(chat) if NOTE_QUESTION in m.text)
+    summary = next(n for n, m in enumerate(chat) if SUMMARY in m.text)
+    assert summary == len(chat) - 1, "nothing follows the summary"
+    return chat[new + 1 : note]
 
 
 def offer_texts(chat: list[FakeMessage]) -> list[str]:
-    """Returns the texts of the offers that followed the summary."""
-    return [m.text for m in after_summary(chat)]
+    """Returns the texts of the offers."""
+    return [m.text for m in offers_of(chat)]
 
 
 async def add_history(
@@ -160,7 +168,7 @@ async def test_checkin_with_pain_7_offers_what_may_help_and_opens_the_page(
     await make_active_participant(h.db)
     chat = await check_in(h, pain="7")
 
-    offers = after_summary(chat)
+    offers = offers_of(chat)
     assert len(offers) == 1
     offer = offers[0]
     assert PAIN_HELP in offer.text
@@ -207,7 +215,7 @@ async def test_pain_twice_above_baseline_suggests_the_doctor(harness: Harness) -
     second = await check_in(h, pain="4")
     texts = offer_texts(second)
     assert len(texts) == 1 and WORSENING in texts[0]  # pain help was shown yesterday
-    offer = after_summary(second)[0]
+    offer = offers_of(second)[0]
     assert [label for label, _ in offer.buttons()] == ["Read: Talking with your doctor", OPT_OUT]
     alerts = [a for a in await rows(h, Alert) if a.kind == "worsening"]
     assert len(alerts) == 1
@@ -243,7 +251,7 @@ async def test_red_flag_answer_offers_the_care_team_page_and_raises_an_urgent_al
     h = harness
     await make_active_participant(h.db)
     chat = await check_in(h, pain="2", symptoms=("Numbness or tingling in my hand",))
-    offers = after_summary(chat)
+    offers = offers_of(chat)
     assert len(offers) == 1 and RED_FLAG in offers[0].text
     # No "Don't show this again" on the care-team advice.
     assert [label for label, _ in offers[0].buttons()] == ["Read: When to contact your care team"]
@@ -319,7 +327,7 @@ async def test_dont_show_this_again_turns_the_offer_off_for_good_and_is_replay_s
 ) -> None:
     h = harness
     await make_active_participant(h.db)
-    offer = after_summary(await check_in(h, pain="6"))[0]
+    offer = offers_of(await check_in(h, pain="6"))[0]
     data = next(d for label, d in offer.buttons() if label == OPT_OUT)
     update = h.updates.callback(PATIENT, data, offer, update_id=4242)
     await h.process(update)
@@ -341,7 +349,7 @@ async def test_red_flag_advice_cannot_be_turned_off(harness: Harness) -> None:
     h = harness
     await make_active_participant(h.db)
     chat = await check_in(h, pain="1", symptoms=("New bone pain",))
-    offer = after_summary(chat)[0]
+    offer = offers_of(chat)[0]
     checkin_id = int(offer.buttons()[0][1].split(":")[2])
     await h.press(
         PATIENT, engine.callback_data(engine.OPT_OUT, checkin_id, "red_flag"), message=offer
@@ -360,7 +368,7 @@ async def test_offer_buttons_are_checked_against_the_presser(harness: Harness) -
     h = harness
     await make_active_participant(h.db)
     await make_active_participant(h.db, telegram_user_id=OTHER)
-    offer = after_summary(await check_in(h, pain="6"))[0]
+    offer = offers_of(await check_in(h, pain="6"))[0]
     data = next(d for label, d in offer.buttons() if label == OPT_OUT)
     await h.process(h.updates.callback(OTHER, data, offer))
     assert h.fake.answered_callbacks[-1].get("text") == "This button is not for you."
