@@ -236,6 +236,25 @@ def _first_time(codes: dict[str, str], step: str, path: int) -> bool:
     return _add_code(codes, "done", f"{step}{path}")
 
 
+def _add_digest_line(
+    session: AsyncSession,
+    participant: Participant,
+    codes: dict[str, str],
+    *,
+    checkin_id: int | None,
+) -> None:
+    """Adds a therapy change to the coordinators' digest (a non-urgent alert row, codes only)."""
+    session.add(
+        Alert(
+            participant_id=participant.id or 0,
+            kind=THERAPY_CHANGE,
+            urgent=False,
+            detail=format_detail(codes),
+            checkin_id=checkin_id,
+        )
+    )
+
+
 async def record_change(
     *,
     session: AsyncSession,
@@ -288,15 +307,7 @@ async def record_change(
 
     digest = {"change": kind, "medicine": new_medicine or "", "when": when}
     digest["src"] = codes.get("src", "")
-    session.add(
-        Alert(
-            participant_id=participant.id or 0,
-            kind=THERAPY_CHANGE,
-            urgent=False,
-            detail=format_detail(digest),
-            checkin_id=alert.checkin_id,
-        )
-    )
+    _add_digest_line(session, participant, digest, checkin_id=alert.checkin_id)
     await session.flush()
     return change
 
@@ -324,14 +335,7 @@ async def record_restart(
     participant.therapy_status = TherapyStatus.taking
     session.add(participant)
     digest = {"change": RESTARTED, "medicine": participant.medicine or "", "src": "settings"}
-    session.add(
-        Alert(
-            participant_id=participant.id or 0,
-            kind=THERAPY_CHANGE,
-            urgent=False,
-            detail=format_detail(digest),
-        )
-    )
+    _add_digest_line(session, participant, digest, checkin_id=None)
     await session.flush()
     return change
 

@@ -45,6 +45,15 @@ async def start_checkin(h: Harness, uid: int = PATIENT) -> Participant:
     return participant
 
 
+async def receive_scheduled_checkin(h: Harness) -> Participant:
+    """Makes her a 09:05 check-in (London = UTC in January) and lets the dispatcher send it."""
+    participant = await make_active_participant(h.db, checkin_time="09:05")
+    await h.tick()  # plans it
+    clock.advance(timedelta(minutes=5))
+    await h.tick()  # sends it
+    return participant
+
+
 async def the_checkin(h: Harness) -> CheckIn:
     """Returns the only check-in in the database."""
     async with h.db.session() as session:
@@ -767,10 +776,7 @@ async def test_scheduled_checkin_reminder_and_snooze_through_the_dispatcher(
     harness: Harness,
 ) -> None:
     h = harness
-    await make_active_participant(h.db, checkin_time="09:05")  # London = UTC in January
-    await h.tick()
-    clock.advance(timedelta(minutes=5))
-    await h.tick()
+    await receive_scheduled_checkin(h)
     first = h.last(PATIENT)
     assert first.text.splitlines()[0] == "Time for your check-in 🌿"
     assert "Did you take your tablet yesterday?" in first.text
@@ -820,10 +826,7 @@ async def test_a_note_left_untouched_neither_chases_her_nor_counts_the_checkin_a
     harness: Harness,
 ) -> None:
     h = harness
-    await make_active_participant(h.db, checkin_time="09:05")  # London = UTC in January
-    await h.tick()
-    clock.advance(timedelta(minutes=5))
-    await h.tick()
+    await receive_scheduled_checkin(h)
     await h.press(PATIENT, "Yes")
     await h.press(PATIENT, "3")
     await h.press(PATIENT, "Not stiff")

@@ -33,6 +33,14 @@ ASK_DOCTOR = "Have you talked with your doctor about this?"
 OTHER = 5_000_000_777
 
 
+async def doctor_advised(h: Harness, change: str, *then: str) -> None:
+    """She says her doctor advised a change, picks what changed and answers what follows."""
+    await h.press(PATIENT, "Yes, my doctor advised a change")
+    await h.press(PATIENT, change)
+    for label in then:
+        await h.press(PATIENT, label)
+
+
 async def alerts(h: Harness, kind: str | None = None) -> list[Alert]:
     """Returns every alert row (of one kind), oldest first."""
     async with h.db.session() as session:
@@ -265,9 +273,7 @@ async def test_advised_stop_drops_the_adherence_question_from_later_checkins(
     p = await make_active_participant(h.db)
     await h.command(PATIENT, "checkin")
     await h.press(PATIENT, "I have stopped taking it")
-    await h.press(PATIENT, "Yes, my doctor advised a change")
-    await h.press(PATIENT, "I stopped taking it")
-    await h.press(PATIENT, "Today")
+    await doctor_advised(h, "I stopped taking it", "Today")
     texts = h.texts(PATIENT)
     assert "will not ask about taking a tablet" in texts[-2]
     assert "worst joint pain" in texts[-1]  # this check-in goes on
@@ -307,9 +313,7 @@ async def test_picking_a_medicine_in_settings_after_a_stop_brings_the_question_b
     h = harness
     p = await make_active_participant(h.db)
     await h.command(PATIENT, "thinking_of_stopping")
-    await h.press(PATIENT, "Yes, my doctor advised a change")
-    await h.press(PATIENT, "I stopped taking it")
-    await h.press(PATIENT, "Today")
+    await doctor_advised(h, "I stopped taking it", "Today")
     assert "tell me in /settings" in h.texts(PATIENT)[-1] + h.texts(PATIENT)[-2]
 
     await h.command(PATIENT, "settings")
@@ -344,9 +348,7 @@ async def test_finished_treatment_drops_the_adherence_question(harness: Harness)
     h = harness
     p = await make_active_participant(h.db)
     await h.command(PATIENT, "thinking_of_stopping")
-    await h.press(PATIENT, "Yes, my doctor advised a change")
-    await h.press(PATIENT, "I finished my treatment")
-    await h.press(PATIENT, "Before this week")
+    await doctor_advised(h, "I finished my treatment", "Before this week")
     assert (await reload(h, p.id)).therapy_status == TherapyStatus.finished
     await h.command(PATIENT, "checkin")
     assert "worst joint pain" in h.last(PATIENT).text
@@ -360,9 +362,7 @@ async def test_advised_change_after_an_urgent_alert_keeps_that_alert_open(
     await h.command(PATIENT, "thinking_of_stopping")
     await h.press(PATIENT, "Not yet")
     await h.command(PATIENT, "thinking_of_stopping")
-    await h.press(PATIENT, "Yes, my doctor advised a change")
-    await h.press(PATIENT, "I stopped taking it")
-    await h.press(PATIENT, "Today")
+    await doctor_advised(h, "I stopped taking it", "Today")
     [alert] = await alerts(h, "stop_intent")
     assert alert.urgent and alert.status == AlertStatus.open
     assert doctor_first.parse_detail(alert.detail)["n"] == "2"

@@ -133,38 +133,41 @@ async def test_first_checkin_is_the_next_occurrence_even_minutes_away(harness: H
     assert "112" in h.texts(PATIENT)[-1]  # Spain's emergency number
 
 
-async def test_country_with_several_zones_asks_for_the_zone(harness: Harness) -> None:
+@pytest.mark.parametrize(
+    ("today", "label", "zone", "due"),
+    [
+        # 08:00 EST in January.
+        (START, "Eastern", "America/New_York", datetime(2026, 1, 12, 13, 0, tzinfo=UTC)),
+        # Arizona keeps standard time all year: 08:00 is 15:00 UTC in July, when Mountain
+        # time (Denver) is an hour ahead of it.
+        (
+            datetime(2026, 7, 6, 6, 0, tzinfo=UTC),
+            "Arizona",
+            "America/Phoenix",
+            datetime(2026, 7, 6, 15, 0, tzinfo=UTC),
+        ),
+    ],
+)
+async def test_country_with_several_zones_asks_for_the_zone(
+    harness: Harness, today: datetime, label: str, zone: str, due: datetime
+) -> None:
     h = harness
+    clock.freeze(today)
     await reach_time_question(h, country="United States")
     assert h.last(PATIENT).text == "Which time zone are you in?"
     labels = [label for label, _ in h.last(PATIENT).buttons()]
     assert labels == ["Eastern", "Central", "Mountain", "Pacific", "Alaska", "Hawaii", "Arizona"]
-    await h.press(PATIENT, "Eastern")
+    await h.press(PATIENT, label)
     await h.press(PATIENT, "08:00")
     await h.press(PATIENT, "Every day")
     await h.press(PATIENT, "Yes, that's right")
 
     p = await participant(h.db)
     assert p is not None and p.id is not None
-    assert (p.country, p.timezone) == ("US", "America/New_York")
+    assert (p.country, p.timezone) == ("US", zone)
     [first] = await pending_checkins(h.db, p.id)
-    assert first.due_at == datetime(2026, 1, 12, 13, 0, tzinfo=UTC)  # 08:00 EST
+    assert first.due_at == due
     assert "911" in h.texts(PATIENT)[-1]
-
-
-async def test_arizona_keeps_standard_time_in_summer(harness: Harness) -> None:
-    h = harness
-    clock.freeze(datetime(2026, 7, 6, 6, 0, tzinfo=UTC))  # a Monday; Denver is on MDT now
-    await reach_time_question(h, country="United States")
-    await h.press(PATIENT, "Arizona")
-    await h.press(PATIENT, "08:00")
-    await h.press(PATIENT, "Every day")
-    await h.press(PATIENT, "Yes, that's right")
-    p = await participant(h.db)
-    assert p is not None and p.id is not None
-    assert (p.country, p.timezone) == ("US", "America/Phoenix")
-    [first] = await pending_checkins(h.db, p.id)
-    assert first.due_at == datetime(2026, 7, 6, 15, 0, tzinfo=UTC)  # 08:00 MST, UTC-7
 
 
 async def test_country_with_one_zone_chooses_it_without_asking(harness: Harness) -> None:
