@@ -12,13 +12,14 @@ import yaml
 from bot.intent import PRECEDENCE, detect, normalise, rulebook
 
 LABELLED = Path(__file__).parent / "data" / "intent_labelled_en.yaml"
+SECTIONS = ("messages", "heldout", "heldout_2", "heldout_3")
 CLASSES = (*PRECEDENCE, "none")
 
 
 def _labelled() -> list[dict[str, Any]]:
     """Returns every labelled message: the main set and the held-out rounds."""
     data = yaml.safe_load(LABELLED.read_text(encoding="utf-8"))
-    return [m for section in ("messages", "heldout", "heldout_2") for m in data[section]]
+    return [m for section in SECTIONS for m in data[section]]
 
 
 def _scores(label: str, rows: list[tuple[str, str]]) -> tuple[int, int, int]:
