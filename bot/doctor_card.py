@@ -14,9 +14,12 @@ import math
 import textwrap
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import lru_cache
 
 import matplotlib
+from matplotlib import font_manager, rcParams
 from matplotlib.figure import Figure
+from matplotlib.ft2font import FT2Font
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -263,10 +266,24 @@ def sections(m: Messages, data: CardData) -> list[tuple[str, list[str], int]]:
     ]
 
 
+@lru_cache(maxsize=1)
+def _font_chars() -> frozenset[int]:
+    """Returns the code points the card's font can draw."""
+    path = font_manager.findfont(font_manager.FontProperties(family=rcParams["font.family"]))
+    return frozenset(FT2Font(path).get_charmap())
+
+
+def printable(text: str) -> str:
+    """Drops what the font cannot draw (emoji, mostly), which would print as empty boxes."""
+    drawable = _font_chars()
+    kept = "".join(ch for ch in text if ord(ch) in drawable or ch.isspace())
+    return " ".join(kept.split())
+
+
 def question_entries(m: Messages, questions: list[str]) -> list[str]:
     """Returns her questions numbered, each on one line before wrapping."""
     return [
-        m.get("pictures.card_question_line", number=number, text=" ".join(text.split()))
+        m.get("pictures.card_question_line", number=number, text=printable(text))
         for number, text in enumerate(questions, start=1)
     ]
 

@@ -436,3 +436,18 @@ async def test_after_leaving_she_is_told_there_is_nothing_new(harness: Harness) 
     await h.command(PATIENT, "mytrend")
     assert h.last(PATIENT).text == M.get("pictures.left")
     assert not h.fake.calls_to("sendPhoto")
+
+
+async def test_emoji_the_card_font_cannot_draw_are_left_out_not_boxed(harness: Harness) -> None:
+    h = harness
+    await make_active_participant(h.db)
+    await add_question(h, "Is the stiffness normal? 🙂🫶 Ça va?")
+    async with h.db.session() as session:
+        data = await load_card(
+            session=session, participant=await participant_row(h), default_zone="UTC"
+        )
+    fig = card_figure(data, M)
+    [question] = [t.get_text() for t in fig.texts if t.get_gid() == GID_QUESTION]
+    assert question == "1. Is the stiffness normal? Ça va?"
+    # Her saved words stay as she typed them; only the picture leaves the glyphs out.
+    assert [q.text for q in await questions_in_db(h)] == ["Is the stiffness normal? 🙂🫶 Ça va?"]
