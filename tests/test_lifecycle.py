@@ -487,6 +487,14 @@ async def test_help_says_what_the_bot_does_and_gives_her_emergency_number(
     assert "call 911" in text
 
 
+async def test_help_lists_every_command_of_the_menu(harness: Harness) -> None:
+    from bot.app import PATIENT_COMMANDS
+
+    await harness.command(PATIENT, "help")
+    text = harness.last(PATIENT).text
+    assert [name for name in PATIENT_COMMANDS if f"/{name} " not in text] in ([], ["help"])
+
+
 async def test_help_without_joining_uses_the_study_emergency_number(harness: Harness) -> None:
     await harness.command(PATIENT, "help")
     assert "call 999" in harness.last(PATIENT).text
