@@ -135,11 +135,13 @@ def privacy_text(participant: Participant | None, services: Services) -> str:
     return msgs(participant).get("help.privacy", study=services.settings.study_name)
 
 
-async def reply(update: Update, text: str, buttons: Buttons | None = None) -> None:
-    """Answers the message that triggered the update."""
+async def reply(
+    update: Update, text: str, buttons: Buttons | None = None, *, protect: bool = False
+) -> None:
+    """Answers the message that triggered the update (protected in her discreet mode)."""
     message = update.effective_message
     if message is not None:
-        await message.reply_text(text, reply_markup=keyboard(buttons))
+        await message.reply_text(text, reply_markup=keyboard(buttons), protect_content=protect)
 
 
 async def show(
@@ -167,7 +169,8 @@ async def on_stop(update: Update, context: BotContext) -> None:
     elif lifecycle.has_left(participant):
         await reply(update, msgs(participant).get("lifecycle.already_left"))
     else:
-        await reply(update, *stop_menu(participant))
+        # It names her medicine choices; edits of it keep this protection.
+        await reply(update, *stop_menu(participant), protect=participant.discreet)
 
 
 async def on_pause(update: Update, context: BotContext) -> None:

@@ -408,6 +408,9 @@ async def test_discreet_mode_protects_her_picture_card_questions_and_checkins(
     await h.press(PATIENT, menu.buttons()[0][1], message=menu)
     page = h.last(PATIENT)
     assert page is not menu and page.protect_content
+    # And the /stop menu, which names her choices about her medicine.
+    await h.command(PATIENT, "stop")
+    assert h.last(PATIENT).buttons() and h.last(PATIENT).protect_content
 
     await h.press(PATIENT, "dz:off")
     assert not (await participant_row(h)).discreet
