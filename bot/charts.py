@@ -18,12 +18,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.checkins import DRAFT_SUFFIX, split_values
 from bot.clock import now
 from bot.content import Messages
+from bot.doctor_first import ADHERENCE_ITEM  # "Did you take your tablet yesterday?"
 from bot.models import Answer, CheckIn, Participant
 
 NAN = math.nan
 PERIODS = (30, 90)  # the lengths she can switch between, in days
 MIN_ANSWERED_DAYS = 3  # fewer answered days than this make no average worth saying out loud
-TOOK_MED_ITEM = "took_med"  # "Did you take your tablet yesterday?"
 TOOK_MED_VALUES = ("yes", "missed", "stopped")
 NO_NEW_SYMPTOMS = "none"
 
@@ -160,7 +160,7 @@ async def load_days(
         if answer.item_code.endswith(DRAFT_SUFFIX):
             continue
         day = checkin.due_at.astimezone(zone).date()
-        if answer.item_code == TOOK_MED_ITEM:
+        if answer.item_code == ADHERENCE_ITEM:
             day -= timedelta(days=1)
         by_day.setdefault(day, {})[answer.item_code] = answer.value
     days: list[Day] = []
@@ -173,7 +173,7 @@ async def load_days(
             # No pain skips the interference question: pain that is not there got in the
             # way of nothing, so the day counts as 0 rather than a gap.
             interference = 0.0
-        took = values.get(TOOK_MED_ITEM)
+        took = values.get(ADHERENCE_ITEM)
         symptoms = tuple(
             v for v in split_values(values.get("new_symptoms", "")) if v != NO_NEW_SYMPTOMS
         )

@@ -315,6 +315,18 @@ async def _write(
     return "corrected", existing, old_value
 
 
+async def _mark_completed(
+    *, session: AsyncSession, checkin: CheckIn, rows: Mapping[str, Answer], at: datetime
+) -> None:
+    """Closes the check-in as completed; a draft left on an item is no answer and goes too."""
+    checkin.status = CheckInStatus.completed
+    checkin.closed_at = at
+    checkin.next_reminder_at = None
+    for code, row in rows.items():
+        if code.endswith(DRAFT_SUFFIX):
+            await session.delete(row)
+
+
 async def _finish(
     *,
     session: AsyncSession,
@@ -335,13 +347,7 @@ async def _finish(
         checkin.status = CheckInStatus.partial
     completed = after is None and outcome in {"stored", "corrected"}
     if completed:
-        checkin.status = CheckInStatus.completed
-        checkin.closed_at = now()
-        checkin.next_reminder_at = None
-        # A draft left behind on another item is no answer; drop it with the check-in.
-        for code, row in list(rows.items()):
-            if code.endswith(DRAFT_SUFFIX):
-                await session.delete(row)
+        await _mark_completed(session=session, checkin=checkin, rows=rows, at=now())
     session.add(checkin)
     await session.flush()
     before_code = before.code if before else None
@@ -372,13 +378,8 @@ async def complete_at_close(*, session: AsyncSession, checkin: CheckIn, at: date
         return False
     if not await only_optional_left(session=session, checkin=checkin):
         return False
-    checkin.status = CheckInStatus.completed
-    checkin.closed_at = at
-    checkin.next_reminder_at = None
     rows = await load_answers(session=session, checkin=checkin)
-    for code, row in rows.items():
-        if code.endswith(DRAFT_SUFFIX):
-            await session.delete(row)
+    await _mark_completed(session=session, checkin=checkin, rows=rows, at=at)
     session.add(checkin)
     await session.flush()
     return True

@@ -23,7 +23,7 @@ from bot.models import CheckIn, Lifecycle, OutgoingMessage, Participant
 from bot.outbox import Buttons, RenderedMessage
 from bot.services import Services
 from handlers import doctor_first, offers
-from handlers.common import BotContext, keyboard, msgs, participant_for
+from handlers.common import BotContext, discreet, keyboard, msgs, participant_for
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +295,7 @@ async def on_checkin_command(update: Update, context: BotContext) -> None:
     plan = Plan()
     async with context.services.db.session() as session:
         participant = await participant_for(session, update)
-        plan.protect = participant is not None and participant.discreet
+        plan.protect = discreet(participant)
         m = msgs(participant)
         key = _cannot_start(participant)
         if key is not None or participant is None:
@@ -338,7 +338,7 @@ async def _plan_press(
     checkin_id, code, value = parsed
     checkin = await session.get(CheckIn, checkin_id)
     participant = await session.get(Participant, checkin.participant_id) if checkin else None
-    plan.protect = participant is not None and participant.discreet
+    plan.protect = discreet(participant)
     if (
         checkin is None
         or participant is None
@@ -462,7 +462,7 @@ async def on_note_text(update: Update, context: BotContext) -> None:
     plan = Plan()
     async with context.services.db.session() as session:
         participant = await participant_for(session, update)
-        plan.protect = participant is not None and participant.discreet
+        plan.protect = discreet(participant)
         if participant is None:
             return
         m = msgs(participant)
@@ -534,7 +534,7 @@ async def on_text_during_checkin(update: Update, context: BotContext) -> bool:
     plan = Plan()
     async with context.services.db.session() as session:
         participant = await participant_for(session, update)
-        plan.protect = participant is not None and participant.discreet
+        plan.protect = discreet(participant)
         if participant is None:
             return False
         checkin = await checkins.open_checkin_for(session=session, participant=participant)

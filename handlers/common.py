@@ -41,6 +41,11 @@ def msgs(participant: Participant | None = None) -> Messages:
     return messages(participant.locale if participant else "en")
 
 
+def discreet(participant: Participant | None) -> bool:
+    """Tells whether her messages should be protected from forwarding and saving."""
+    return participant is not None and participant.discreet
+
+
 async def participant_for(session: AsyncSession, update: Update) -> Participant | None:
     """Returns the participant behind the update's sender, if she has ever started the bot."""
     user = update.effective_user

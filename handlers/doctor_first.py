@@ -33,7 +33,7 @@ from bot.intent import Detection
 from bot.models import Alert, AlertStatus, CheckIn, Participant
 from bot.outbox import Buttons
 from bot.services import Services
-from handlers.common import BotContext, keyboard, msgs, participant_for
+from handlers.common import BotContext, discreet, keyboard, msgs, participant_for
 from handlers.lifecycle import CANCEL, LEAVE, PAUSE_MENU, button, emergency_for
 
 log = logging.getLogger(__name__)
@@ -217,7 +217,7 @@ async def _send(
     messages: list[tuple[str, Buttons | None]],
 ) -> list[int]:
     """Sends messages in order (protected from forwarding in discreet mode); returns their ids."""
-    protect = bool(participant and participant.discreet)
+    protect = discreet(participant)
     sent = []
     for text, buttons in messages:
         message = await context.bot.send_message(

@@ -14,7 +14,7 @@ from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, filt
 
 from bot import education
 from bot.education import View
-from handlers.common import BotContext, keyboard, participant_for
+from handlers.common import BotContext, discreet, keyboard, participant_for
 
 
 def _buttons_of(message: Message | None) -> list[tuple[str, str]]:
@@ -65,7 +65,7 @@ async def on_learn(update: Update, context: BotContext) -> None:
         view.text,
         reply_markup=keyboard(view.buttons),
         parse_mode=ParseMode.HTML,
-        protect_content=participant is not None and participant.discreet,
+        protect_content=discreet(participant),
     )
 
 
@@ -87,8 +87,7 @@ async def on_page_button(update: Update, context: BotContext) -> None:
         )
     # Inside the reader the message turns its page; from anywhere else a new message opens.
     in_reader = any(data == education.MENU_CALLBACK for _, data in buttons)
-    protect = participant is not None and participant.discreet
-    await _show(query, view, in_place=in_reader, protect=protect)
+    await _show(query, view, in_place=in_reader, protect=discreet(participant))
 
 
 PRIVATE = filters.ChatType.PRIVATE

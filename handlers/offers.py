@@ -20,7 +20,7 @@ from bot.education import View
 from bot.models import CheckIn, Participant
 from bot.offers import OPEN, OPENED, OPT_OUT, OPTED_OUT, Offer, OfferSpec
 from bot.outbox import Buttons
-from handlers.common import BotContext, keyboard, msgs, participant_for
+from handlers.common import BotContext, discreet, keyboard, msgs, participant_for
 
 CALLBACK_PATTERN = r"^of:"
 
@@ -131,7 +131,7 @@ async def on_offer_button(update: Update, context: BotContext) -> None:
             view.text,
             reply_markup=keyboard(view.buttons),
             parse_mode=ParseMode.HTML,
-            protect_content=participant is not None and participant.discreet,
+            protect_content=discreet(participant),
         )
 
 

@@ -30,7 +30,7 @@ from bot.images import render_trend_png
 from bot.models import Participant, SavedQuestion
 from bot.outbox import Buttons
 from handlers.checkin import safe_answer, safe_edit
-from handlers.common import BotContext, keyboard, msgs, participant_for
+from handlers.common import BotContext, discreet, keyboard, msgs, participant_for
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +268,7 @@ async def on_myquestions(update: Update, context: BotContext) -> None:
             view = questions_view(
                 msgs(participant), await saved_questions(session=session, participant=participant)
             )
-    await say(context, chat.id, *view, protect=participant is not None and participant.discreet)
+    await say(context, chat.id, *view, protect=discreet(participant))
 
 
 async def _count_questions(session: AsyncSession, participant: Participant) -> int:
