@@ -22,7 +22,6 @@ from handlers import (
     doctor_first,
     errors,
     fallback,
-    guards,
     learn,
     lifecycle,
     offers,
@@ -64,10 +63,14 @@ BotApplication = Application[Any, BotContext, Any, Any, Services, Any]
 
 
 def register_handlers(app: BotApplication) -> None:
-    """Registers every handler; order matters within a group, and lower groups run first."""
-    # Group -1: replays are dropped before any flow sees them.
-    for handler in guards.HANDLERS:
-        app.add_handler(handler, group=-1)
+    """Registers every handler in order, and the typed-text routes the fallback hands on to.
+
+    Every handler is a turn (`handlers.ui.turn`): the replay guard runs inside its
+    transaction, so a replayed update changes nothing and sends nothing.
+    """
+    # What she was asked -> the flow that takes her typed answer (read by handlers/fallback).
+    for flow in (onboarding, settings, checkin, pictures):
+        app.bot_data.text_routes.update(flow.TEXT_ROUTES)
     # Group 0: the flows. Specific commands and buttons first, free text last.
     for module in (
         onboarding,

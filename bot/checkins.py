@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import doctor_first
+from bot.callbacks import Codec, Part, id_part
 from bot.clock import now
 from bot.content import Item, Questionnaire, questionnaire
 from bot.models import (
@@ -30,6 +32,7 @@ QUESTIONNAIRE_ID = "daily_checkin"
 CALLBACK_PREFIX = "ci"
 SNOOZE_CODE = "snooze"
 SNOOZE_MINUTES = 60
+MAX_SNOOZE_MINUTES = 12 * 60  # a forged length never pushes a reminder past the window
 DONE = "done"  # multi-select: "I have ticked everything"
 SKIP = "skip"  # optional text item: "no note"
 # A skipped optional item is stored with an empty value, so typed text can never collide.
@@ -44,11 +47,63 @@ OPEN_STATUSES = (CheckInStatus.scheduled, CheckInStatus.sent, CheckInStatus.part
 MAX_TEXT = 2000
 
 
+class Outcome(StrEnum):
+    """What recording one answer did."""
+
+    stored = "stored"  # a first answer
+    corrected = "corrected"  # a different value; the old one is kept in AnswerHistory
+    unchanged = "unchanged"  # the same value again (a repeat or a replay)
+    toggled = "toggled"  # a box ticked or unticked on a multi-select (a draft)
+    closed = "closed"  # the check-in no longer takes answers
+    invalid = "invalid"  # a value the item does not take
+    empty = "empty"  # "Done" with nothing ticked
+
+
+@dataclass
+class CheckinState:
+    """A check-in as one press sees it: its answers (drafts too), left-out items, wording mode.
+
+    Loaded once per press (two queries) and kept up to date by the functions that change it,
+    so the rules and the view never read the same rows twice.
+    """
+
+    checkin: CheckIn
+    rows: dict[str, Answer]
+    skip: frozenset[str]
+    mode: str  # how the tablet question is asked: usual | current | none
+
+    @property
+    def questionnaire(self) -> Questionnaire:
+        """Returns the questionnaire the check-in was created with."""
+        return questionnaire_for(self.checkin)
+
+    def values(self) -> dict[str, str]:
+        """Returns item code -> value for final answers (drafts left out)."""
+        return final_values(self.rows)
+
+    def current_item(self) -> Item | None:
+        """Returns the question the check-in is waiting for."""
+        return next_item(self.questionnaire, self.values(), self.skip)
+
+    def selection(self, item: Item) -> tuple[str, ...]:
+        """Returns what is ticked on a multi-select item: the draft if any, else the answer."""
+        draft = self.rows.get(item.code + DRAFT_SUFFIX)
+        if draft is not None:
+            return split_values(draft.value)
+        answer = self.rows.get(item.code)
+        return split_values(answer.value) if answer is not None else ()
+
+    def only_optional_left(self) -> bool:
+        """Tells whether every question that needs an answer has one (the note may wait)."""
+        values = self.values()
+        return bool(values) and required_answered(self.questionnaire, values, self.skip)
+
+
 @dataclass(frozen=True)
 class AnswerResult:
-    """What recording one answer did: the outcome, the answer row and what comes next."""
+    """What recording one answer did: the outcome, the answer row, what comes next, the state."""
 
-    outcome: str  # stored | corrected | unchanged | toggled | closed | invalid | empty
+    outcome: Outcome
     answer: Answer | None = None
     next_item: Item | None = None
     # True when this press changed which question is due, so that question must be shown.
@@ -56,11 +111,12 @@ class AnswerResult:
     completed: bool = False
     old_value: str | None = None
     reason: str | None = None
+    state: CheckinState | None = None
 
     @property
     def changed(self) -> bool:
         """Tells whether anything was stored."""
-        return self.outcome in {"stored", "corrected", "toggled"}
+        return self.outcome in {Outcome.stored, Outcome.corrected, Outcome.toggled}
 
 
 @dataclass(frozen=True)
@@ -118,20 +174,25 @@ def required_answered(
     )
 
 
+CODEC = Codec(CALLBACK_PREFIX, (id_part("checkin"), Part("item"), Part("value", "token")))
+
+
 def parse_callback(data: str) -> tuple[int, str, str] | None:
     """Splits `ci:<check-in id>:<item code>:<value>`; None when it is not well formed."""
-    parts = data.split(":", 3)
-    if len(parts) != 4 or parts[0] != CALLBACK_PREFIX or not parts[1].isdigit():
-        return None
-    return int(parts[1]), parts[2], parts[3]
+    parsed = CODEC.parse(data)
+    return (parsed[0], parsed[1], parsed[2]) if parsed is not None else None
 
 
 def callback_data(checkin_id: int, item_code: str, value: str) -> str:
     """Builds the callback data for one check-in button (at most 64 bytes)."""
-    data = f"{CALLBACK_PREFIX}:{checkin_id}:{item_code}:{value}"
-    if len(data.encode()) > 64:
-        raise ValueError("callback data longer than 64 bytes")
-    return data
+    return CODEC.build(checkin_id, item_code, value)
+
+
+def snooze_minutes(value: str) -> int:
+    """Reads the snooze length a button carries; anything odd means the usual hour."""
+    if value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_SNOOZE_MINUTES:
+        return int(value)
+    return SNOOZE_MINUTES
 
 
 def parse_scale_text(text: str, item: Item) -> str | None:
@@ -184,26 +245,19 @@ async def answer_values(*, session: AsyncSession, checkin: CheckIn) -> dict[str,
     return final_values(await load_answers(session=session, checkin=checkin))
 
 
-async def skipped_for(*, session: AsyncSession, checkin: CheckIn) -> frozenset[str]:
-    """Returns the items her therapy status leaves out of this check-in."""
-    return await doctor_first.skipped_items(session=session, participant_id=checkin.participant_id)
+async def load_state(*, session: AsyncSession, checkin: CheckIn) -> CheckinState:
+    """Loads what one press needs to know about a check-in, once."""
+    rows = await load_answers(session=session, checkin=checkin)
+    mode = await doctor_first.adherence_mode(
+        session=session, participant_id=checkin.participant_id
+    )
+    skip = frozenset({doctor_first.ADHERENCE_ITEM}) if mode == "none" else frozenset()
+    return CheckinState(checkin=checkin, rows=rows, skip=skip, mode=mode)
 
 
 async def current_item(*, session: AsyncSession, checkin: CheckIn) -> Item | None:
     """Returns the question the check-in is waiting for."""
-    values = await answer_values(session=session, checkin=checkin)
-    skip = await skipped_for(session=session, checkin=checkin)
-    return next_item(questionnaire_for(checkin), values, skip)
-
-
-async def selection(*, session: AsyncSession, checkin: CheckIn, item: Item) -> tuple[str, ...]:
-    """Returns what is ticked on a multi-select item: the draft if any, else the answer."""
-    rows = await load_answers(session=session, checkin=checkin)
-    draft = rows.get(item.code + DRAFT_SUFFIX)
-    if draft is not None:
-        return split_values(draft.value)
-    answer = rows.get(item.code)
-    return split_values(answer.value) if answer is not None else ()
+    return (await load_state(session=session, checkin=checkin)).current_item()
 
 
 async def open_checkin_for(*, session: AsyncSession, participant: Participant) -> CheckIn | None:
@@ -316,38 +370,36 @@ async def _write(
 
 
 async def _mark_completed(
-    *, session: AsyncSession, checkin: CheckIn, rows: Mapping[str, Answer], at: datetime
+    *, session: AsyncSession, checkin: CheckIn, rows: dict[str, Answer], at: datetime
 ) -> None:
     """Closes the check-in as completed; a draft left on an item is no answer and goes too."""
     checkin.status = CheckInStatus.completed
     checkin.closed_at = at
     checkin.next_reminder_at = None
-    for code, row in rows.items():
-        if code.endswith(DRAFT_SUFFIX):
-            await session.delete(row)
+    for code in [c for c in rows if c.endswith(DRAFT_SUFFIX)]:
+        await session.delete(rows.pop(code))
 
 
 async def _finish(
     *,
     session: AsyncSession,
-    checkin: CheckIn,
-    q: Questionnaire,
-    rows: dict[str, Answer],
+    state: CheckinState,
     before: Item | None,
-    outcome: str,
+    outcome: Outcome,
     answer: Answer | None,
     old_value: str | None = None,
 ) -> AnswerResult:
     """Updates the check-in's status after a change and says what comes next."""
-    values = final_values(rows)
-    after = next_item(q, values, await skipped_for(session=session, checkin=checkin))
+    checkin = state.checkin
+    values = state.values()
+    after = state.current_item()
     if values and checkin.first_answer_at is None:
         checkin.first_answer_at = now()
     if values and checkin.status in (CheckInStatus.scheduled, CheckInStatus.sent):
         checkin.status = CheckInStatus.partial
-    completed = after is None and outcome in {"stored", "corrected"}
+    completed = after is None and outcome in {Outcome.stored, Outcome.corrected}
     if completed:
-        await _mark_completed(session=session, checkin=checkin, rows=rows, at=now())
+        await _mark_completed(session=session, checkin=checkin, rows=state.rows, at=now())
     session.add(checkin)
     await session.flush()
     before_code = before.code if before else None
@@ -359,14 +411,13 @@ async def _finish(
         next_changed=before_code != after_code,
         completed=completed,
         old_value=old_value,
+        state=state,
     )
 
 
 async def only_optional_left(*, session: AsyncSession, checkin: CheckIn) -> bool:
     """Tells whether she answered every question that needs an answer (the note may wait)."""
-    values = await answer_values(session=session, checkin=checkin)
-    skip = await skipped_for(session=session, checkin=checkin)
-    return bool(values) and required_answered(questionnaire_for(checkin), values, skip)
+    return (await load_state(session=session, checkin=checkin)).only_optional_left()
 
 
 async def complete_at_close(*, session: AsyncSession, checkin: CheckIn, at: datetime) -> bool:
@@ -392,43 +443,42 @@ async def record_answer(
     item_code: str,
     value: str,
     update_id: int | None,
+    state: CheckinState | None = None,
 ) -> AnswerResult:
     """Stores one answer (or a correction with its history); refuses closed check-ins."""
     if not is_open(checkin):
-        return AnswerResult(outcome="closed", reason="closed")
+        return AnswerResult(outcome=Outcome.closed, reason="closed")
     q = questionnaire_for(checkin)
     item = q.item(item_code)
     if item is None:
-        return AnswerResult(outcome="invalid", reason="invalid")
+        return AnswerResult(outcome=Outcome.invalid, reason="invalid")
     if item.type == "text":
         value = value.strip()
     if not valid_value(item, value):
-        return AnswerResult(outcome="invalid", reason="invalid")
-    rows = await load_answers(session=session, checkin=checkin)
-    values = final_values(rows)
-    if is_skipped(item, values):
-        return AnswerResult(outcome="invalid", reason="not_applicable")
-    before = next_item(q, values, await skipped_for(session=session, checkin=checkin))
-    outcome, row, old_value = await _write(
+        return AnswerResult(outcome=Outcome.invalid, reason="invalid")
+    state = state or await load_state(session=session, checkin=checkin)
+    if is_skipped(item, state.values()):
+        return AnswerResult(outcome=Outcome.invalid, reason="not_applicable", state=state)
+    before = state.current_item()
+    written, row, old_value = await _write(
         session=session,
         checkin=checkin,
-        rows=rows,
+        rows=state.rows,
         item_code=item_code,
         value=value,
         update_id=update_id,
     )
-    draft = rows.pop(item_code + DRAFT_SUFFIX, None)
+    outcome = Outcome(written)
+    draft = state.rows.pop(item_code + DRAFT_SUFFIX, None)
     if draft is not None:
         await session.delete(draft)
-    if outcome == "unchanged":
+    if outcome == Outcome.unchanged:
         # Tapping the stored choice again while boxes were ticked only discards the draft.
-        kind = "toggled" if draft is not None else "unchanged"
-        return AnswerResult(outcome=kind, answer=row, next_item=before)
+        kind = Outcome.toggled if draft is not None else Outcome.unchanged
+        return AnswerResult(outcome=kind, answer=row, next_item=before, state=state)
     return await _finish(
         session=session,
-        checkin=checkin,
-        q=q,
-        rows=rows,
+        state=state,
         before=before,
         outcome=outcome,
         answer=row,
@@ -437,19 +487,24 @@ async def record_answer(
 
 
 async def skip_item(
-    *, session: AsyncSession, checkin: CheckIn, item_code: str, update_id: int | None
+    *,
+    session: AsyncSession,
+    checkin: CheckIn,
+    item_code: str,
+    update_id: int | None,
+    state: CheckinState | None = None,
 ) -> AnswerResult:
     """Records that she chose not to answer an optional item (e.g. no note)."""
-    q = questionnaire_for(checkin)
-    item = q.item(item_code)
+    item = questionnaire_for(checkin).item(item_code)
     if item is None or not item.optional:
-        return AnswerResult(outcome="invalid", reason="invalid")
+        return AnswerResult(outcome=Outcome.invalid, reason="invalid", state=state)
     return await record_answer(
         session=session,
         checkin=checkin,
         item_code=item_code,
         value=SKIPPED_VALUE,
         update_id=update_id,
+        state=state,
     )
 
 
@@ -460,14 +515,16 @@ async def press_multi(
     item_code: str,
     value: str,
     update_id: int | None,
+    state: CheckinState | None = None,
 ) -> AnswerResult:
     """Handles a multi-select press: tick/untick a box, an exclusive choice, or Done."""
     if not is_open(checkin):
-        return AnswerResult(outcome="closed", reason="closed")
+        return AnswerResult(outcome=Outcome.closed, reason="closed", state=state)
     q = questionnaire_for(checkin)
     item = q.item(item_code)
     if item is None or item.type != "multi":
-        return AnswerResult(outcome="invalid", reason="invalid")
+        return AnswerResult(outcome=Outcome.invalid, reason="invalid", state=state)
+    state = state or await load_state(session=session, checkin=checkin)
     if value in item.exclusive:
         # "None" is a whole answer in one tap and clears anything ticked.
         return await record_answer(
@@ -476,15 +533,16 @@ async def press_multi(
             item_code=item_code,
             value=value,
             update_id=update_id,
+            state=state,
         )
-    rows = await load_answers(session=session, checkin=checkin)
-    ticked = list(await selection(session=session, checkin=checkin, item=item))
+    rows = state.rows
+    ticked = list(state.selection(item))
     if value == DONE:
         chosen = [v for v in ticked if v not in item.exclusive]
         if not chosen:
             if item.code in rows and item.code + DRAFT_SUFFIX not in rows:
-                return AnswerResult(outcome="unchanged", answer=rows[item.code])
-            return AnswerResult(outcome="empty", reason="nothing_ticked")
+                return AnswerResult(outcome=Outcome.unchanged, answer=rows[item.code], state=state)
+            return AnswerResult(outcome=Outcome.empty, reason="nothing_ticked", state=state)
         ordered = [o.value for o in item.options if o.value in chosen]
         return await record_answer(
             session=session,
@@ -492,18 +550,19 @@ async def press_multi(
             item_code=item_code,
             value=",".join(ordered),
             update_id=update_id,
+            state=state,
         )
     sign, option = value[:1], value[1:]
     if sign not in (TICK, UNTICK) or item.option(option) is None or option in item.exclusive:
-        return AnswerResult(outcome="invalid", reason="invalid")
-    if is_skipped(item, final_values(rows)):
-        return AnswerResult(outcome="invalid", reason="not_applicable")
+        return AnswerResult(outcome=Outcome.invalid, reason="invalid", state=state)
+    if is_skipped(item, state.values()):
+        return AnswerResult(outcome=Outcome.invalid, reason="not_applicable", state=state)
     wanted = [v for v in ticked if v not in item.exclusive and v != option]
     if sign == TICK:
         wanted.append(option)
     ordered = [o.value for o in item.options if o.value in wanted]
     if tuple(ordered) == tuple(ticked):
-        return AnswerResult(outcome="unchanged", answer=rows.get(item_code))
+        return AnswerResult(outcome=Outcome.unchanged, answer=rows.get(item_code), state=state)
     draft_code = item_code + DRAFT_SUFFIX
     draft = rows.get(draft_code)
     if draft is None:
@@ -514,14 +573,14 @@ async def press_multi(
             answered_at=now(),
             first_answered_at=now(),
         )
+        rows[draft_code] = draft
     draft.value = ",".join(ordered)
     draft.answered_at = now()
     draft.update_id = update_id
     session.add(draft)
     await session.flush()
-    skip = await skipped_for(session=session, checkin=checkin)
     return AnswerResult(
-        outcome="toggled", answer=draft, next_item=next_item(q, final_values(rows), skip)
+        outcome=Outcome.toggled, answer=draft, next_item=state.current_item(), state=state
     )
 
 
@@ -537,11 +596,11 @@ async def snooze(
     return True
 
 
-async def summary(*, session: AsyncSession, checkin: CheckIn) -> list[SummaryLine]:
+def summary(state: CheckinState) -> list[SummaryLine]:
     """Returns her answers in questionnaire order, for the closing summary."""
-    values = await answer_values(session=session, checkin=checkin)
+    values = state.values()
     lines: list[SummaryLine] = []
-    for item in questionnaire_for(checkin).items:
+    for item in state.questionnaire.items:
         if item.code in values:
             value = values[item.code]
             lines.append(SummaryLine(item=item, value=value, values=split_values(value)))

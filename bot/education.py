@@ -472,7 +472,7 @@ def parse_callback(data: str) -> PageRequest | None:
     """Parses 'edu:menu' or 'edu:<id>:<n>'; returns None for anything else."""
     if data == MENU_CALLBACK:
         return PageRequest(page_id=None)
-    match = re.fullmatch(r"edu:([a-z0-9-]{1,40}):(\d{1,3})", data)
+    match = re.fullmatch(r"edu:([a-z0-9-]{1,40}):([0-9]{1,3})", data)
     if not match:
         return None
     return PageRequest(page_id=match.group(1), part=int(match.group(2)))

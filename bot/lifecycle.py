@@ -79,11 +79,6 @@ def can_pause(participant: Participant) -> bool:
     return participant.status in (Lifecycle.active, Lifecycle.paused)
 
 
-def has_left(participant: Participant) -> bool:
-    """Tells whether she has withdrawn or had her data deleted."""
-    return participant.status in (Lifecycle.withdrawn, Lifecycle.deleted)
-
-
 def lifecycle_stamp(participant: Participant) -> str:
     """Returns a short fingerprint of her lifecycle state, carried in buttons to spot stale taps.
 
@@ -183,7 +178,7 @@ async def resume(*, session: AsyncSession, participant: Participant) -> bool:
 
 async def withdraw(*, session: AsyncSession, participant: Participant) -> None:
     """Takes her out of the study: no more messages, consent withdrawn, her data kept."""
-    if has_left(participant):
+    if participant.has_left:
         return
     pid = _require_id(participant)
     at = now()

@@ -155,6 +155,11 @@ class Participant(SQLModel, table=True):
     withdrawn_at: datetime | None = ts()
     deleted_at: datetime | None = ts()
 
+    @property
+    def has_left(self) -> bool:
+        """Tells whether she withdrew or had her data deleted (nothing more is sent or stored)."""
+        return self.status in (Lifecycle.withdrawn, Lifecycle.deleted)
+
 
 # Consent given (and possibly withdrawn) to one version of the consent text.
 class Consent(SQLModel, table=True):

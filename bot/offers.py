@@ -262,7 +262,7 @@ def callback_data(action: str, checkin_id: int, code: str) -> str:
 
 def parse_callback(data: str) -> tuple[str, int, str] | None:
     """Splits an 'of:' button into (action, check-in id, offer code); None if malformed."""
-    match = re.fullmatch(r"of:(open|no):(\d{1,12}):([a-z][a-z0-9_]{0,23})", data)
+    match = re.fullmatch(r"of:(open|no):([0-9]{1,12}):([a-z][a-z0-9_]{0,23})", data)
     if match is None:
         return None
     return match.group(1), int(match.group(2)), match.group(3)

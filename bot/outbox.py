@@ -14,11 +14,24 @@ from datetime import datetime
 from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.clock import now
 from bot.models import OutboxState, OutgoingMessage, Participant
 
 Buttons = list[list[tuple[str, str]]]  # rows of (label, callback data)
+
+
+def keyboard(buttons: Buttons | None) -> InlineKeyboardMarkup | None:
+    """Turns rows of (label, callback data) into an inline keyboard (None for no buttons)."""
+    if not buttons:
+        return None
+    return InlineKeyboardMarkup(
+        [
+            [InlineKeyboardButton(label, callback_data=data) for label, data in row]
+            for row in buttons
+        ]
+    )
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from bot.models import (
     Schedule,
 )
 from bot.pseudonym import pseudonym_for
-from bot.scheduling import set_schedule
+from bot.scheduling import active_schedule, set_schedule
 
 MEDICINES = ("anastrozole", "letrozole", "exemestane", "other", "not_sure")
 STARTED = ("this_month", "1_6_months", "6_12_months", "over_year", "not_sure")
@@ -92,11 +92,6 @@ def is_onboarded(participant: Participant) -> bool:
         Lifecycle.active,
         Lifecycle.paused,
     )
-
-
-def has_left(participant: Participant) -> bool:
-    """Tells whether she withdrew or had her data deleted."""
-    return participant.status in (Lifecycle.withdrawn, Lifecycle.deleted)
 
 
 def needs_consent(participant: Participant) -> bool:
@@ -208,11 +203,9 @@ def parse_local_time(text: str) -> str | None:
     return f"{hour:02d}:{minute:02d}"
 
 
-def normalise_weekdays(mask: str) -> str | None:
-    """Returns the weekday digits sorted and unique, or None if any is not 0-6."""
-    if any(ch not in EVERY_DAY for ch in mask):
-        return None
-    return "".join(sorted(set(mask)))
+def is_weekday_mask(mask: str) -> bool:
+    """Tells whether a mask is weekday digits 0-6, sorted and unique (as buttons carry them)."""
+    return all(ch in EVERY_DAY for ch in mask) and mask == "".join(sorted(set(mask)))
 
 
 def toggle_weekday(mask: str, day: int) -> str:
@@ -227,15 +220,6 @@ async def draft_schedule(*, session: AsyncSession, participant: Participant) -> 
     assert participant.id is not None
     query = select(Schedule).where(
         Schedule.participant_id == participant.id, col(Schedule.active).is_(False)
-    )
-    return (await session.exec(query.order_by(col(Schedule.id).desc()))).first()
-
-
-async def active_schedule(*, session: AsyncSession, participant: Participant) -> Schedule | None:
-    """Returns her active schedule, if she has one."""
-    assert participant.id is not None
-    query = select(Schedule).where(
-        Schedule.participant_id == participant.id, col(Schedule.active).is_(True)
     )
     return (await session.exec(query.order_by(col(Schedule.id).desc()))).first()
 
@@ -271,7 +255,7 @@ async def set_draft_days(
     *, session: AsyncSession, participant: Participant, weekdays: str
 ) -> None:
     """Keeps her chosen weekdays until she confirms the summary."""
-    if not weekdays or normalise_weekdays(weekdays) != weekdays:
+    if not weekdays or not is_weekday_mask(weekdays):
         raise ValueError("weekdays must be sorted digits 0-6")
     draft = await _draft(session=session, participant=participant)
     draft.weekdays = weekdays
@@ -335,7 +319,7 @@ async def change_schedule(
     timezone: str | None = None,
 ) -> Schedule:
     """Changes one part of her active schedule, so her next check-in moves."""
-    current = await active_schedule(session=session, participant=participant)
+    current = await active_schedule(session=session, participant_id=participant.id or 0)
     zone = timezone or participant.timezone or (current.timezone if current else None)
     if zone is None:
         raise ValueError("she has no time zone yet")

@@ -1,8 +1,10 @@
 """Send pacing that holds across processes: each send reserves an instant in the `RateSlot` table.
 
-GCRA-style: a key ('global', 'chat:<id>', 'group:<id>') stores the earliest instant its next
-send may go. Reserving takes the later of now and every key's instant, then pushes each key
-one interval past the reserved instant. The 'global' row is always locked first (an upsert,
+GCRA-style: a key ('global', 'chat:<id>', 'group:<id>') stores its theoretical arrival time,
+the instant its next send may go were there no burst. Reserving takes the later of now, the
+global instant and the chat's instant less its burst allowance, then pushes each key one
+interval on. A private chat may take a short burst (an edit and the next question go at once),
+then about one message a second. The 'global' row is always locked first (an upsert,
 which on SQLite also takes the write lock), so concurrent reservations in any number of
 processes are serialised and never deadlock. A 429 moves the global instant past
 `retry_after`, which pauses every sender at once.
@@ -26,14 +28,16 @@ from bot.models import RateSlot
 
 GLOBAL_KEY = "global"
 PRIVATE_CHAT_INTERVAL = timedelta(seconds=1)  # about one message a second per private chat
+PRIVATE_CHAT_BURST = 3  # a tap's edit, the next question and one more go without waiting
 GROUP_CHAT_INTERVAL = timedelta(seconds=3)  # 20 messages a minute per group
 
 
-def chat_key(chat_id: int) -> tuple[str, timedelta]:
-    """Returns the pacing key and interval for a chat (negative ids are groups)."""
+def chat_key(chat_id: int) -> tuple[str, timedelta, timedelta]:
+    """Returns the pacing key, interval and burst allowance for a chat (groups are negative)."""
     if chat_id < 0:
-        return f"group:{chat_id}", GROUP_CHAT_INTERVAL
-    return f"chat:{chat_id}", PRIVATE_CHAT_INTERVAL
+        return f"group:{chat_id}", GROUP_CHAT_INTERVAL, timedelta(0)
+    allowance = PRIVATE_CHAT_INTERVAL * (PRIVATE_CHAT_BURST - 1)
+    return f"chat:{chat_id}", PRIVATE_CHAT_INTERVAL, allowance
 
 
 def _insert(db: Database) -> Any:
@@ -65,19 +69,48 @@ async def _store(session: AsyncSession, key: str, next_at: datetime) -> None:
     )
 
 
-async def reserve(*, db: Database, chat_id: int, per_second: float) -> datetime:
-    """Reserves the next instant a message to `chat_id` may be sent, across all processes."""
-    key, chat_interval = chat_key(chat_id)
+async def reserve_in(
+    session: AsyncSession,
+    *,
+    db: Database,
+    chat_id: int,
+    per_second: float,
+    count: int = 1,
+    burst: bool = False,
+) -> list[datetime]:
+    """Reserves `count` consecutive send instants for one chat inside the caller's transaction.
+
+    `burst` lets a reply to her tap use the chat's short burst; messages the bot starts keep
+    a steady one a second.
+    """
+    key, chat_interval, allowance = chat_key(chat_id)
+    if not burst:
+        allowance = timedelta(0)
     global_interval = timedelta(seconds=1.0 / per_second)
     now = clock.now()
+    # Always the global row first: every reservation queues behind it, so none deadlock.
+    global_next = await _lock_slot(session, db, GLOBAL_KEY, now)
+    chat_tat = await _lock_slot(session, db, key, now)
+    slots: list[datetime] = []
+    for _ in range(count):
+        at = max(now, global_next, chat_tat - allowance)
+        slots.append(at)
+        global_next = at + global_interval
+        chat_tat = max(chat_tat, at) + chat_interval
+    await _store(session, GLOBAL_KEY, global_next)
+    await _store(session, key, chat_tat)
+    return slots
+
+
+async def reserve(
+    *, db: Database, chat_id: int, per_second: float, burst: bool = False
+) -> datetime:
+    """Reserves the next instant a message to `chat_id` may be sent, across all processes."""
     async with db.session() as session:
-        # Always the global row first: every reservation queues behind it, so none deadlock.
-        global_next = await _lock_slot(session, db, GLOBAL_KEY, now)
-        chat_next = await _lock_slot(session, db, key, now)
-        at = max(now, global_next, chat_next)
-        await _store(session, GLOBAL_KEY, at + global_interval)
-        await _store(session, key, at + chat_interval)
-    return at
+        slots = await reserve_in(
+            session, db=db, chat_id=chat_id, per_second=per_second, burst=burst
+        )
+    return slots[0]
 
 
 async def pause_all(*, db: Database, until: datetime) -> None:

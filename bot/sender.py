@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram import Bot
 from telegram.error import (
     BadRequest,
     ChatMigrated,
@@ -48,7 +48,7 @@ from bot.models import (
     OutgoingMessage,
     Participant,
 )
-from bot.outbox import Buttons, RenderedMessage
+from bot.outbox import RenderedMessage, keyboard
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -99,18 +99,6 @@ def retry_after_seconds(exc: RetryAfter) -> float:
     if isinstance(value, timedelta):
         return value.total_seconds()
     return float(value)
-
-
-def markup(buttons: Buttons | None) -> InlineKeyboardMarkup | None:
-    """Turns rows of (label, callback data) into an inline keyboard."""
-    if not buttons:
-        return None
-    return InlineKeyboardMarkup(
-        [
-            [InlineKeyboardButton(label, callback_data=data) for label, data in row]
-            for row in buttons
-        ]
-    )
 
 
 def close_checkin(checkin: CheckIn, *, reason: MissedReason, at: datetime) -> None:
@@ -306,7 +294,7 @@ async def send_claimed(
         message = await bot.send_message(
             chat_id=row.chat_id,
             text=rendered.text,
-            reply_markup=markup(rendered.buttons),
+            reply_markup=keyboard(rendered.buttons),
             protect_content=rendered.protect_content,
             parse_mode=rendered.extra.get("parse_mode"),
         )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from bot.config import Settings
 from bot.db import Database
@@ -21,7 +23,15 @@ class Services:
         self.renderers: dict[str, Renderer] = {}
         self.after_send: dict[str, AfterSend] = {}
         self.sleep: Sleeper | None = None
+        # How replies wait for their pacing slot (None: like `sleep`). Tests that tap at
+        # machine speed set one that does not move the clock, as a person tapping never waits.
+        self.reply_sleep: Sleeper | None = None
         self.bot_username: str = ""
+        # Set after a 429 in this process: no reply goes out before it (shared/architecture.md).
+        self.held_until: datetime | None = None
+        # Typed text by what she was asked (`bot.awaiting.AwaitKind`), filled by the routing
+        # table in bot/app.py, so the fallback hands text on without importing other flows.
+        self.text_routes: dict[str, Callable[[Any], Awaitable[bool]]] = {}
 
     def configure(self, settings: Settings, db: Database) -> None:
         """Fills in the settings and the database."""

@@ -1,7 +1,7 @@
 """/settings: change medicine, start, country and zone, check-in time or days (`set:` buttons).
 
-The questions are the onboarding ones (`handlers.onboarding`); a change of zone, time or
-days re-plans her schedule at once, so her next check-in moves.
+The questions are the set-up ones (`handlers.views.setup`, also asked by onboarding); a change
+of zone, time or days re-plans her schedule at once, so her next check-in moves.
 """
 
 from __future__ import annotations
@@ -12,17 +12,18 @@ from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, filt
 
 from bot import doctor_first
 from bot import participants as pt
+from bot.awaiting import Awaiting, AwaitKind, awaiting, set_awaiting, stop_awaiting
 from bot.config import Settings
 from bot.countries import country
 from bot.models import Participant, TherapyStatus
 from bot.outbox import Buttons
 from bot.participants import Step
-from handlers.common import BotContext, msgs, participant_for
-from handlers.onboarding import (
+from bot.scheduling import active_schedule
+from handlers.common import BotContext, msgs
+from handlers.ui import Reply, TextRoute, Turn, turn
+from handlers.views.setup import (
     ITEM_STEPS,
-    Reply,
     apply_answer,
-    deliver,
     item_menu,
     next_checkin_words,
     parse_press,
@@ -32,7 +33,7 @@ from handlers.onboarding import (
 )
 
 SET = "set"
-TYPED_TIME = f"{SET}:{Step.time}"
+TYPED_TIME = Awaiting(AwaitKind.settings, Step.time)
 
 
 async def menu(
@@ -40,7 +41,7 @@ async def menu(
 ) -> tuple[str, Buttons]:
     """Returns her current settings and one button per item she can change."""
     m = msgs(participant)
-    schedule = await pt.active_schedule(session=session, participant=participant)
+    schedule = await active_schedule(session=session, participant_id=participant.id or 0)
     fields = profile_fields(
         m,
         participant,
@@ -56,6 +57,7 @@ async def menu(
 
 
 def _after_save(participant: Participant) -> Buttons:
+    """Returns 'Change something else' and 'Done'."""
     m = msgs(participant)
     return [
         [(m.get("settings.change_more"), f"{SET}:menu")],
@@ -64,24 +66,21 @@ def _after_save(participant: Participant) -> Buttons:
 
 
 def _stop_typing(participant: Participant) -> None:
-    if (participant.awaiting or "").startswith(f"{SET}:"):
-        participant.awaiting = None
+    """Forgets a typed settings answer she was asked for."""
+    stop_awaiting(participant, AwaitKind.settings)
 
 
-async def on_settings(update: Update, context: BotContext) -> None:
+@turn
+async def on_settings(t: Turn) -> None:
     """Shows her settings with a button for each item, if she has finished set-up."""
-    reply = Reply()
-    async with context.services.db.session() as session:
-        participant = await participant_for(session, update)
-        if participant is not None and pt.has_left(participant):
-            reply.say(msgs(participant).get("onboarding.left"))
-        elif participant is None or not pt.is_onboarded(participant):
-            reply.say(msgs(participant).get("settings.not_ready"))
-        else:
-            _stop_typing(participant)
-            session.add(participant)
-            reply.say(*await menu(session, participant, context.services.settings))
-    await deliver(update, context, reply)
+    participant = t.participant
+    if participant is not None and participant.has_left:
+        t.reply.say(t.m.get("onboarding.left"))
+    elif participant is None or not pt.is_onboarded(participant):
+        t.reply.say(t.m.get("settings.not_ready"))
+    else:
+        _stop_typing(participant)
+        t.reply.say(*await menu(t.session, participant, t.settings))
 
 
 async def _reschedule(
@@ -109,24 +108,18 @@ async def _reschedule(
     reply.say(text, _after_save(participant))
 
 
-async def on_press(update: Update, context: BotContext) -> None:
+@turn
+async def on_press(t: Turn) -> None:
     """Handles a `set:` button: open an item, store a new answer, or close the menu."""
-    query = update.callback_query
-    if query is None:
-        return
-    parsed = parse_press(query.data)
-    settings = context.services.settings
-    reply = Reply()
-    async with context.services.db.session() as session:
-        participant = await participant_for(session, update)
-        if participant is None or not pt.is_onboarded(participant):
-            reply.say(msgs(participant).get("settings.not_ready"))
-        elif parsed is None or parsed[0] != SET:
-            reply.say(msgs(participant).get("onboarding.unknown_button"))
-            reply.say(*await menu(session, participant, settings))
-        else:
-            await _settings_press(session, reply, settings, participant, parsed[1], parsed[2])
-    await deliver(update, context, reply)
+    parsed = parse_press(t.data)
+    participant, reply, settings = t.participant, t.reply, t.settings
+    if participant is None or not pt.is_onboarded(participant):
+        reply.say(t.m.get("settings.not_ready"))
+    elif parsed is None or parsed[0] != SET:
+        reply.say(t.m.get("onboarding.unknown_button"))
+        reply.say(*await menu(t.session, participant, settings))
+    else:
+        await _settings_press(t.session, reply, settings, participant, parsed[1], parsed[2])
 
 
 async def _settings_press(
@@ -161,11 +154,12 @@ async def _settings_press(
         reply.say(*await menu(session, participant, settings))
         return
     if answer.replace is not None or answer.toast is not None:
-        reply.replace, reply.toast = answer.replace, answer.toast
+        if answer.replace is not None:
+            reply.replace(*answer.replace)
+        reply.toast = answer.toast
         return
     if answer.typed_prompt:
-        participant.awaiting = TYPED_TIME
-        session.add(participant)
+        set_awaiting(participant, TYPED_TIME)
         reply.say(m.get("onboarding.ask_time_typed"))
         return
     _stop_typing(participant)
@@ -198,29 +192,32 @@ async def _settings_press(
     reply.say(m.get("settings.saved"), _after_save(participant))
 
 
-async def typed_setting(
-    session: AsyncSession, reply: Reply, settings: Settings, participant: Participant, text: str
-) -> None:
+async def on_typed(t: Turn) -> bool:
     """Takes a typed check-in time for /settings; anything else closes the typing step."""
-    m = msgs(participant)
+    participant, reply, settings, session = t.participant, t.reply, t.settings, t.session
+    if participant is None:
+        return False
+    text = t.text
+    m = t.m
     if not pt.is_onboarded(participant):
         _stop_typing(participant)
-        session.add(participant)
         reply.say(m.get("settings.not_ready"))
-        return
-    if participant.awaiting != TYPED_TIME:
+        return True
+    if awaiting(participant) != TYPED_TIME:
         _stop_typing(participant)
-        session.add(participant)
         reply.say(*await menu(session, participant, settings))
-        return
+        return True
     hhmm = pt.parse_local_time(text)
     if hhmm is None:
         reply.say(m.get("onboarding.time_unclear"))
-        return
+        return True
     _stop_typing(participant)
-    session.add(participant)
     await _reschedule(session, reply, settings, participant, local_time=hhmm)
+    return True
 
+
+# Typed text the fallback hands here (registered by the routing table in bot/app.py).
+TEXT_ROUTES: dict[str, TextRoute] = {AwaitKind.settings: on_typed}
 
 HANDLERS: list[BaseHandler[Update, BotContext, None]] = [
     CommandHandler("settings", on_settings, filters=filters.ChatType.PRIVATE),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -49,6 +50,11 @@ def frozen_clock() -> Iterator[None]:
     clock.freeze(START)
     yield
     clock.reset()
+
+
+async def no_wait(seconds: float) -> None:
+    """A sleeper that yields to the loop without moving the clock (a person's pace)."""
+    await asyncio.sleep(0)
 
 
 @dataclass
@@ -117,6 +123,9 @@ async def make_harness(database_url: str, **overrides: Any) -> Harness:
     app = build_application(settings, db, request=FakeRequest(fake), with_updater=False)
     # The sender's rate limiter waits by moving the frozen clock, never by really sleeping.
     app.bot_data.sleep = clock.virtual_sleep
+    # Replies are paced too, but a person taps far slower than a test: her taps never wait,
+    # so by default they do not move the clock. Pacing and fault tests set virtual_sleep.
+    app.bot_data.reply_sleep = no_wait
     await app.initialize()
     if app.post_init:
         await app.post_init(app)

@@ -26,8 +26,7 @@ from bot.models import (
     OutgoingMessage,
     Participant,
 )
-from handlers import checkin as checkin_handlers
-from handlers.common import BotContext, participant_for
+from handlers.views import checkin as checkin_handlers
 from tests.conftest import PATIENT, START, Harness
 from tests.factories import make_active_participant
 
@@ -85,22 +84,8 @@ def question_message(h: Harness, wording_start: str, uid: int = PATIENT) -> Fake
 
 
 async def type_text(h: Harness, uid: int, text: str) -> None:
-    """She types text; routed like handlers/fallback.py does (direct while it is a placeholder)."""
-    from handlers import fallback
-
-    update = h.updates.message(uid, text)
-    if fallback.HANDLERS:
-        await h.process(update)
-        return
-    context = BotContext.from_update(update, h.app)
-    async with h.db.session() as session:
-        participant = await participant_for(session, update)
-    awaiting = participant.awaiting if participant else None
-    if awaiting and awaiting.startswith("note:"):
-        await checkin_handlers.on_note_text(update, context)
-    else:
-        handled = await checkin_handlers.on_text_during_checkin(update, context)
-        assert handled
+    """She types text (the fallback routes it to the check-in)."""
+    await h.process(h.updates.message(uid, text))
 
 
 def assert_chat_within_limits(h: Harness, uid: int = PATIENT) -> None:
@@ -529,9 +514,11 @@ async def test_words_where_a_button_was_expected_reshow_the_buttons(harness: Har
 async def test_text_without_an_open_checkin_is_left_to_the_fallback(harness: Harness) -> None:
     h = harness
     await make_active_participant(h.db)
-    update = h.updates.message(PATIENT, "5")
-    context = BotContext.from_update(update, h.app)
-    assert await checkin_handlers.on_text_during_checkin(update, context) is False
+    await type_text(h, PATIENT, "5")
+    reply = h.last(PATIENT)
+    assert "/checkin" in reply.text
+    assert not any(data.startswith("ci:") for _, data in reply.buttons())
+    assert await stored(h) == {}
 
 
 # ---------------------------------------------------------------- /checkin
@@ -598,7 +585,7 @@ async def _scheduled_checkin(h: Harness, participant: Participant) -> CheckIn:
 
 async def _render_and_send(h: Harness, kind: str, checkin: CheckIn) -> tuple[bool, str]:
     """Renders an outbox row the way the sender does and puts it on the fake wire."""
-    from handlers.common import keyboard
+    from bot.outbox import keyboard
 
     renderer = h.app.bot_data.renderers[kind]
     async with h.db.session() as session:
@@ -670,10 +657,11 @@ async def test_reminder_shows_the_first_unanswered_question(harness: Harness) ->
 
 
 def test_every_button_fits_in_64_bytes_even_with_a_huge_checkin_id() -> None:
+    from bot.callbacks import MAX_ID
     from bot.content import messages
 
     m = messages("en")
-    huge = 2**63 - 1
+    huge = MAX_ID  # the largest row id a button may carry
     for item in questionnaire().items:
         chosen = tuple(item.values())
         for rows in (

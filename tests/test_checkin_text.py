@@ -11,7 +11,9 @@ import yaml
 from bot.content import messages, questionnaire
 from bot.paths import content_dir
 
-HANDLER = Path(__file__).resolve().parents[1] / "handlers" / "checkin.py"
+HANDLERS = Path(__file__).resolve().parents[1] / "handlers"
+# The check-in flow and the views that draw its questions and summary.
+CHECKIN_CODE = (HANDLERS / "checkin.py", HANDLERS / "views" / "checkin.py")
 LOCK_SCREEN_WORDS = ("anastrozole", "letrozole", "exemestane", "cancer", "tablet", "medicine")
 
 
@@ -22,8 +24,9 @@ def _defined_keys() -> set[str]:
 
 
 def _used_keys() -> set[str]:
-    """Returns every checkin.* key the handler names."""
-    return set(re.findall(r'"(checkin\.[a-z_]+)"', HANDLER.read_text()))
+    """Returns every checkin.* key the check-in code names."""
+    text = "\n".join(path.read_text() for path in CHECKIN_CODE)
+    return set(re.findall(r'"(checkin\.[a-z_]+)"', text))
 
 
 def test_every_checkin_message_used_in_code_exists() -> None:
