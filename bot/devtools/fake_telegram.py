@@ -3,16 +3,42 @@
 `FakeTelegram` holds the state (chats, messages, injected faults); `FakeRequest` is a PTB
 `BaseRequest` that hands every call to it, so real PTB handlers and the real sender run
 unchanged. The offline demo and the tests both use it.
+
+Telegram's limits and faults are opt-in (`fake.limits = Limits(...)` or
+`fake.enable_limits(...)`); with `limits` None nothing below applies. When set, every
+`send*` call (except sendChatAction) and every `editMessage*` call is "counted" and goes
+through, in this order, on the virtual clock (`bot.clock.now()`):
+
+1. retry window: a counted call that arrives while a retry_after window announced earlier
+   still applies to it (a window for its chat, or the bot-wide window) is answered 429
+   again with the remaining whole seconds; it counts in `inside_retry_window`.
+2. token buckets (GCRA): bot-wide, per private chat (id > 0) and per group (id < 0). A call
+   that does not fit is answered 429 with `retry_after` = ceil(seconds until every bucket
+   has room), at least 1, and opens a window of that length for the scope(s) that refused
+   it; it counts in `rate_limited`. Refused calls take no tokens.
+3. `error_rate`: answered 500 without being applied; counts in `errors_injected`.
+4. the call is applied (message stored, edit made).
+5. `lost_rate`: the transport raises `TimedOut` although the call was applied; counts in
+   `lost_injected`.
+
+Explicit faults (`fail_next`, `timeout_next`, `block`) are checked before all of this and
+win; an explicit 429 with `retry_after` also opens a window (for its chat, or bot-wide) when
+limits are set. Uncounted calls (answerCallbackQuery, getMe, setMyCommands, getUpdates, ...)
+are never limited or faulted. `stats()` returns the four counters; the counter
+`inside_retry_window` is also readable as `requests_inside_retry_window`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
+import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 from typing import Any
 
 from telegram.error import TimedOut
@@ -22,6 +48,12 @@ from bot import clock
 
 BOT_ID = 7000000001
 BOT_USERNAME = "adherence_demo_bot"
+
+_EDITS = frozenset({"editMessageText", "editMessageReplyMarkup", "editMessageCaption"})
+# Buckets count in exact fractions of the clock's whole microseconds, so a call exactly at a
+# bucket's boundary (say a group message 3.0 s after the last) is accepted, never rounded off.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass
@@ -64,6 +96,124 @@ class Fault:
     times: int = 1
 
 
+@dataclass(frozen=True)
+class Limits:
+    """Telegram's rate limits and random faults, as the fake enforces them when set."""
+
+    global_per_second: float = 30.0  # all counted calls of the bot together
+    global_burst: int = 30  # about one second's worth at once
+    chat_per_second: float = 1.0  # per private chat, sustained
+    chat_burst: int = 3  # a short burst allowed per private chat
+    group_per_minute: float = 20.0  # per group chat (negative chat id)
+    group_burst: int = 20  # Telegram states "20 per minute", so a minute's worth at once
+    error_rate: float = 0.0  # fraction of counted calls that pass the buckets answered 500
+    lost_rate: float = 0.0  # fraction applied whose response is then lost (TimedOut)
+    seed: int = 0  # one random.Random(seed) for every decision: runs are repeatable
+
+    def __post_init__(self) -> None:
+        """Rejects settings that would make the buckets or the dice meaningless."""
+        for name in ("global_per_second", "chat_per_second", "group_per_minute"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        for name in ("global_burst", "chat_burst", "group_burst"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        for name in ("error_rate", "lost_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1")
+
+
+@dataclass
+class _Bucket:
+    """A token bucket in GCRA form: one theoretical arrival time instead of a token count."""
+
+    interval: Fraction  # seconds per call at the sustained rate
+    burst: int
+    tat: Fraction | None = None  # when the bucket would be empty again; None = full
+
+    @classmethod
+    def per(cls, calls: float, seconds: int, burst: int) -> _Bucket:
+        """Returns a bucket allowing `calls` per `seconds` sustained and `burst` at once."""
+        return cls(interval=Fraction(seconds) / Fraction(calls), burst=burst)
+
+    def wait(self, now: Fraction) -> Fraction:
+        """Returns the seconds until one more call fits (0 if it fits now)."""
+        if self.tat is None:
+            return Fraction(0)
+        return max(Fraction(0), self.tat - (self.burst - 1) * self.interval - now)
+
+    def take(self, now: Fraction) -> None:
+        """Spends one call."""
+        self.tat = max(self.tat if self.tat is not None else now, now) + self.interval
+
+
+class _Limiter:
+    """Buckets, announced windows and the dice for one `Limits` object."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.rng = random.Random(limits.seed)
+        self.global_bucket = _Bucket.per(limits.global_per_second, 1, limits.global_burst)
+        self.chat_buckets: dict[int, _Bucket] = {}
+        self.global_until: datetime | None = None
+        self.chat_until: dict[int, datetime] = {}
+
+    def bucket(self, chat_id: int) -> _Bucket:
+        """Returns the bucket of one chat: per second for private chats, per minute for groups."""
+        found = self.chat_buckets.get(chat_id)
+        if found is None:
+            lim = self.limits
+            found = (
+                _Bucket.per(lim.chat_per_second, 1, lim.chat_burst)
+                if chat_id > 0
+                else _Bucket.per(lim.group_per_minute, 60, lim.group_burst)
+            )
+            self.chat_buckets[chat_id] = found
+        return found
+
+    def window_end(self, chat_id: int | None, at: datetime) -> datetime | None:
+        """Returns when the latest window applying to a call to this chat ends, if still open."""
+        ends = [self.global_until]
+        if chat_id is not None:
+            ends.append(self.chat_until.get(chat_id))
+        open_ends = [end for end in ends if end is not None and end > at]
+        return max(open_ends) if open_ends else None
+
+    def announce(self, chat_id: int | None, until: datetime) -> None:
+        """Records a retry_after window told to the bot: for one chat, or bot-wide."""
+        if chat_id is None:
+            self.global_until = max(until, self.global_until or until)
+        else:
+            self.chat_until[chat_id] = max(until, self.chat_until.get(chat_id, until))
+
+
+@dataclass
+class _Verdict:
+    """What the limiter decided for one counted call."""
+
+    refusal: tuple[int, dict[str, Any]] | None = None
+    lost: bool = False
+
+
+def _is_counted(method: str) -> bool:
+    """Tells whether a method counts against Telegram's message limits."""
+    # sendChatAction delivers no message; Telegram does not count "typing…" against them.
+    return (method.startswith("send") and method != "sendChatAction") or method in _EDITS
+
+
+def _seconds(at: datetime) -> Fraction:
+    return Fraction((at - _EPOCH) // _MICROSECOND, 1_000_000)
+
+
+def _too_many(retry_after: int) -> tuple[int, dict[str, Any]]:
+    return 429, {
+        "ok": False,
+        "error_code": 429,
+        "description": f"Too Many Requests: retry after {retry_after}",
+        "parameters": {"retry_after": retry_after},
+    }
+
+
 @dataclass
 class FakeTelegram:
     """The state of a fake Bot API server."""
@@ -80,8 +230,104 @@ class FakeTelegram:
     send_delay: float = 0.0
     accept_times: list[float] = field(default_factory=list)
     time_source: Callable[[], float] | None = None
+    limits: Limits | None = None  # None: no limits and no random faults (the default)
+    rate_limited: int = 0  # 429s answered because a bucket was empty
+    inside_retry_window: int = 0  # counted calls that arrived inside an announced window
+    errors_injected: int = 0  # 500s from error_rate
+    lost_injected: int = 0  # applied calls answered with TimedOut from lost_rate
     _next_id: int = 1
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _limiter: _Limiter | None = None
+
+    # ------------------------------------------------------------ limits
+
+    def enable_limits(self, **settings: Any) -> Limits:
+        """Turns on Telegram's limits and random faults (keywords of `Limits`); returns them."""
+        self.limits = Limits(**settings)
+        return self.limits
+
+    def disable_limits(self) -> None:
+        """Turns limits and random faults off again; counters are kept."""
+        self.limits = None
+
+    def stats(self) -> dict[str, int]:
+        """Returns the limit and fault counters."""
+        return {
+            "rate_limited": self.rate_limited,
+            "inside_retry_window": self.inside_retry_window,
+            "errors_injected": self.errors_injected,
+            "lost_injected": self.lost_injected,
+        }
+
+    @property
+    def requests_inside_retry_window(self) -> int:
+        """Returns `inside_retry_window` (an alias with a self-explaining name)."""
+        return self.inside_retry_window
+
+    def retry_until(self, chat_id: int | None = None) -> datetime | None:
+        """Returns when the announced window applying to calls to this chat ends, if open."""
+        with self._lock:
+            limiter = self._current_limiter()
+            return None if limiter is None else limiter.window_end(chat_id, clock.now())
+
+    def _current_limiter(self) -> _Limiter | None:
+        # Built lazily so that assigning `fake.limits` directly works too; a new Limits
+        # object starts afresh (full buckets, no windows, the seed's first number).
+        if self.limits is None:
+            return None
+        if self._limiter is None or self._limiter.limits is not self.limits:
+            self._limiter = _Limiter(self.limits)
+        return self._limiter
+
+    def _admit(self, chat_id: int | None) -> _Verdict:
+        """Runs a counted call through window, buckets and dice (not the apply step)."""
+        with self._lock:
+            limiter = self._current_limiter()
+            if limiter is None:
+                return _Verdict()
+            at = clock.now()
+            window_end = limiter.window_end(chat_id, at)
+            if window_end is not None:
+                self.inside_retry_window += 1
+                return _Verdict(refusal=_too_many(_whole_seconds(window_end - at)))
+            now = _seconds(at)
+            chat_bucket = limiter.bucket(chat_id) if chat_id is not None else None
+            global_wait = limiter.global_bucket.wait(now)
+            chat_wait = chat_bucket.wait(now) if chat_bucket is not None else Fraction(0)
+            if global_wait or chat_wait:
+                retry_after = max(1, math.ceil(max(global_wait, chat_wait)))
+                until = at + timedelta(seconds=retry_after)
+                if global_wait:
+                    limiter.announce(None, until)
+                if chat_wait:
+                    limiter.announce(chat_id, until)
+                self.rate_limited += 1
+                return _Verdict(refusal=_too_many(retry_after))
+            limiter.global_bucket.take(now)
+            if chat_bucket is not None:
+                chat_bucket.take(now)
+            # Both numbers are drawn for every call past the buckets, so call k meets the
+            # same dice whatever the other rate is set to.
+            error_draw, lost_draw = limiter.rng.random(), limiter.rng.random()
+            if error_draw < limiter.limits.error_rate:
+                self.errors_injected += 1
+                return _Verdict(
+                    refusal=(
+                        500,
+                        {"ok": False, "error_code": 500, "description": "Internal Server Error"},
+                    )
+                )
+            return _Verdict(lost=lost_draw < limiter.limits.lost_rate)
+
+    def _announce_explicit(self, fault: Fault, chat_id: int | None) -> None:
+        """Opens the window an explicit 429 fault told the bot about (only with limits)."""
+        if fault.retry_after is None or not _is_counted(fault.method):
+            return
+        with self._lock:
+            limiter = self._current_limiter()
+            if limiter is not None:
+                until = clock.now() + timedelta(seconds=max(1, fault.retry_after))
+                limiter.announce(chat_id if fault.chat_id is not None else None, until)
 
     # ------------------------------------------------------------ fault injection
 
@@ -153,12 +399,14 @@ class FakeTelegram:
     # ------------------------------------------------------------ the API
 
     def _take_fault(self, method: str, chat_id: int | None) -> Fault | None:
-        for fault in self.faults:
-            if fault.method == method and fault.chat_id in (None, chat_id):
-                fault.times -= 1
-                if fault.times <= 0:
-                    self.faults.remove(fault)
-                return fault
+        # Locked: the HTTP server answers calls from several threads.
+        with self._lock:
+            for fault in self.faults:
+                if fault.method == method and fault.chat_id in (None, chat_id):
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self.faults.remove(fault)
+                    return fault
         return None
 
     def _new_message(self, method: str, params: dict[str, Any]) -> FakeMessage:
@@ -213,6 +461,7 @@ class FakeTelegram:
             }
             if fault.retry_after is not None:
                 body["parameters"] = {"retry_after": fault.retry_after}
+                self._announce_explicit(fault, chat)
             return fault.status, body
         if fault is not None and fault.timeout:
             if fault.delivered and method.startswith("send"):
@@ -224,6 +473,16 @@ class FakeTelegram:
                 "error_code": 403,
                 "description": "Forbidden: bot was blocked by the user",
             }
+        if self.limits is not None and _is_counted(method):
+            verdict = self._admit(chat)
+            if verdict.refusal is not None:
+                return verdict.refusal
+            result = self._result(method, params)
+            if verdict.lost:
+                with self._lock:
+                    self.lost_injected += 1
+                raise TimedOut("fake server applied the call but its response was lost")
+            return 200, {"ok": True, "result": result}
         return 200, {"ok": True, "result": self._result(method, params)}
 
     def _result(self, method: str, params: dict[str, Any]) -> Any:
@@ -241,7 +500,7 @@ class FakeTelegram:
             if self.time_source is not None:
                 self.accept_times.append(self.time_source())
             return self._message_json(self._new_message(method, params))
-        if method in {"editMessageText", "editMessageReplyMarkup", "editMessageCaption"}:
+        if method in _EDITS:
             msg = self.find(int(params["chat_id"]), int(params["message_id"]))
             new_text = str(params.get("text", params.get("caption", msg.text)))
             new_markup = _markup(params.get("reply_markup"))
@@ -268,6 +527,11 @@ class FakeTelegram:
 
 class _NotModified(Exception):
     """Raised inside `_result` to answer Telegram's 'message is not modified' 400."""
+
+
+def _whole_seconds(span: timedelta) -> int:
+    """Returns a span rounded up to whole seconds, at least 1 (Telegram's retry_after)."""
+    return max(1, -(-(span // _MICROSECOND) // 1_000_000))
 
 
 def _markup(value: Any) -> dict[str, Any] | None:
