@@ -200,7 +200,7 @@ def parse_scale_text(text: str, item: Item) -> str | None:
     cleaned = text.strip().replace(" ", "")
     for suffix in (f"/{item.scale_max}", f"outof{item.scale_max}"):
         cleaned = cleaned.removesuffix(suffix)
-    if not cleaned.isdigit():
+    if not (cleaned.isascii() and cleaned.isdigit()):
         return None
     score = int(cleaned)
     if not item.scale_min <= score <= item.scale_max:
