@@ -43,6 +43,42 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class EnumText(TypeDecorator[str]):
+    """Stores a StrEnum as VARCHAR (no native database enum) and hands back the enum member.
+
+    Writing a value outside the enum fails at flush, so a misspelt status never reaches the
+    database; a value the code no longer knows is read back as plain text.
+    """
+
+    impl = sa.String
+    cache_ok = True
+
+    def __init__(self, enum: type[StrEnum], length: int) -> None:
+        super().__init__(length)
+        self.enum = enum
+
+    def process_bind_param(self, value: str | None, dialect: sa.Dialect) -> str | None:
+        return None if value is None else str(self.enum(value))
+
+    def process_result_value(self, value: str | None, dialect: sa.Dialect) -> str | None:
+        if value is None:
+            return None
+        try:
+            return self.enum(value)
+        except ValueError:
+            return value
+
+
+def enum_column(
+    enum: type[StrEnum], default: StrEnum | None, *, length: int = 16, index: bool = False
+) -> Any:
+    """Returns a VARCHAR column typed by a StrEnum (nullable when there is no default)."""
+    return Field(
+        default=default,
+        sa_column=sa.Column(EnumText(enum, length), nullable=default is None, index=index),
+    )
+
+
 def ts(*, nullable: bool = True, index: bool = False) -> Any:
     """Returns a UTC timestamp column definition."""
     return Field(
@@ -105,6 +141,18 @@ class OutboxState(StrEnum):
     cancelled = "cancelled"
 
 
+class TherapyStatus(StrEnum):
+    taking = "taking"  # on the medicine in Participant.medicine
+    stopped = "stopped"  # stopped on her doctor's advice
+    finished = "finished"  # finished her planned treatment
+
+
+class AlertStatus(StrEnum):
+    open = "open"
+    acknowledged = "acknowledged"
+    closed = "closed"
+
+
 # A study arm or site group that invites point to.
 class Cohort(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
@@ -136,14 +184,14 @@ class Participant(SQLModel, table=True):
     cohort_id: int | None = Field(default=None, foreign_key="cohort.id")
     invite_id: int | None = Field(default=None, foreign_key="invite.id")
     site_study_id: str | None = Field(default=None, max_length=64)
-    status: str = Field(default=Lifecycle.invited, max_length=16, index=True)
+    status: Lifecycle = enum_column(Lifecycle, Lifecycle.invited, index=True)
     reachable: bool = True
     unreachable_since: datetime | None = ts()
     paused_until: datetime | None = ts()
     medicine: str | None = Field(default=None, max_length=32)
     therapy_started: str | None = Field(default=None, max_length=32)
     # What she takes now, as she told us after a change her doctor advised (TherapyStatus).
-    therapy_status: str = Field(default="taking", max_length=16)
+    therapy_status: TherapyStatus = enum_column(TherapyStatus, TherapyStatus.taking)
     # Sensitive messages and documents go out with protect_content (no forwarding or saving).
     discreet: bool = False
     consent_version: str | None = Field(default=None, max_length=32)
@@ -188,7 +236,7 @@ class CheckIn(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     participant_id: int = Field(foreign_key="participant.id", index=True)
     schedule_id: int | None = Field(default=None, foreign_key="schedule.id")
-    origin: str = Field(default=CheckInOrigin.scheduled, max_length=16)
+    origin: CheckInOrigin = enum_column(CheckInOrigin, CheckInOrigin.scheduled)
     questionnaire_id: str = Field(max_length=64)
     questionnaire_version: str = Field(max_length=16)
     due_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False, index=True))
@@ -197,8 +245,8 @@ class CheckIn(SQLModel, table=True):
     sent_at: datetime | None = ts()
     first_answer_at: datetime | None = ts()
     closed_at: datetime | None = ts()
-    status: str = Field(default=CheckInStatus.scheduled, max_length=16, index=True)
-    missed_reason: str | None = Field(default=None, max_length=32)
+    status: CheckInStatus = enum_column(CheckInStatus, CheckInStatus.scheduled, index=True)
+    missed_reason: MissedReason | None = enum_column(MissedReason, None, length=32)
     reminder_count: int = 0
     next_reminder_at: datetime | None = ts(index=True)
     message_ids: str = Field(default="", max_length=512)  # comma-separated Telegram message ids
@@ -238,7 +286,7 @@ class OutgoingMessage(SQLModel, table=True):
     chat_id: int = big(nullable=False)
     checkin_id: int | None = Field(default=None, foreign_key="checkin.id", index=True)
     payload: str = Field(default="{}", max_length=8000)  # JSON: message key and parameters
-    state: str = Field(default=OutboxState.queued, max_length=16, index=True)
+    state: OutboxState = enum_column(OutboxState, OutboxState.queued, index=True)
     not_before: datetime = created_ts()
     lease_until: datetime | None = ts()
     attempts: int = 0
@@ -282,18 +330,6 @@ class PageView(SQLModel, table=True):
     viewed_at: datetime = created_ts()
 
 
-class TherapyStatus(StrEnum):
-    taking = "taking"  # on the medicine in Participant.medicine
-    stopped = "stopped"  # stopped on her doctor's advice
-    finished = "finished"  # finished her planned treatment
-
-
-class AlertStatus(StrEnum):
-    open = "open"
-    acknowledged = "acknowledged"
-    closed = "closed"
-
-
 # A change to her treatment that she says her doctor advised (stopped, switched, finished).
 class TherapyChange(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
@@ -321,7 +357,7 @@ class Alert(SQLModel, table=True):
     participant_id: int = Field(foreign_key="participant.id", index=True)
     kind: str = Field(max_length=32, index=True)  # stop_intent | red_flag | therapy_change | ...
     urgent: bool = True  # False: a line in the coordinators' digest
-    status: str = Field(default=AlertStatus.open, max_length=16, index=True)
+    status: AlertStatus = enum_column(AlertStatus, AlertStatus.open, index=True)
     detail: str | None = Field(default=None, max_length=500)  # codes, never patient text
     checkin_id: int | None = Field(default=None, foreign_key="checkin.id")
     contact_requested: bool = False

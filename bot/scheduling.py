@@ -99,7 +99,7 @@ def new_checkin(
     schedule_id: int | None,
     due_at: datetime,
     window_hours: int,
-    origin: str = CheckInOrigin.scheduled,
+    origin: CheckInOrigin = CheckInOrigin.scheduled,
 ) -> CheckIn:
     """Builds (does not add) a CheckIn for the current questionnaire version."""
     q = questionnaire("daily_checkin")
