@@ -385,7 +385,7 @@ async def plan_after(
     schedule = await session.get(Schedule, schedule_id)
     if schedule is None or not schedule.active or participant is None:
         return
-    if participant.status in (Lifecycle.withdrawn, Lifecycle.deleted):
+    if participant.has_left:
         return
     if await has_pending(session=session, schedule_id=schedule_id):
         return  # set_schedule already planned the next one

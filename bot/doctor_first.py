@@ -37,7 +37,6 @@ from bot.models import (
     Alert,
     AlertStatus,
     BarrierReport,
-    Lifecycle,
     Participant,
     TherapyChange,
     TherapyStatus,
@@ -73,7 +72,6 @@ BARRIERS: tuple[str, ...] = (
 ADHERENCE_ITEM = "took_med"
 AdherenceMode = Literal["usual", "current", "none"]
 
-_LEFT = (Lifecycle.withdrawn, Lifecycle.deleted)
 
 
 # ---------------------------------------------------------------- alert detail codes
@@ -117,7 +115,7 @@ def may_record(participant: Participant | None) -> bool:
         participant is not None
         and participant.id is not None
         and bool(participant.consent_version)
-        and participant.status not in _LEFT
+        and not participant.has_left
     )
 
 

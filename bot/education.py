@@ -20,7 +20,7 @@ import yaml
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.content import DEFAULT_LOCALE, ContentError, Messages, messages
-from bot.models import Lifecycle, PageView, Participant
+from bot.models import PageView, Participant
 from bot.outbox import Buttons
 from bot.paths import REPO_DIR, content_dir
 
@@ -563,7 +563,7 @@ async def record_page_view(
     """Stores that she opened a page version; nothing is stored before she has consented."""
     if participant is None or participant.id is None or not participant.consent_version:
         return None
-    if participant.status in (Lifecycle.withdrawn, Lifecycle.deleted):
+    if participant.has_left:
         return None
     view = PageView(participant_id=participant.id, page_id=page.id, page_version=page.version)
     session.add(view)

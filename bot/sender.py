@@ -113,7 +113,7 @@ def participant_block(participant: Participant | None) -> MissedReason | None:
     """Returns why nothing may be sent to her right now, if anything stops it."""
     if participant is None:
         return MissedReason.withdrawn
-    if participant.status in (Lifecycle.withdrawn, Lifecycle.deleted):
+    if participant.has_left:
         return MissedReason.withdrawn
     if participant.chat_id is None or not participant.reachable:
         return MissedReason.blocked
