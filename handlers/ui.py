@@ -190,9 +190,10 @@ class _Replay(Exception):
 
 async def _claim(session: AsyncSession, update_id: int) -> None:
     """Records the update id in the turn's transaction; a replay rolls the whole turn back."""
+    # No savepoint: a replay rolls back the whole transaction anyway.
+    session.add(ProcessedUpdate(update_id=update_id, processed_at=clock.now()))
     try:
-        async with session.begin_nested():
-            session.add(ProcessedUpdate(update_id=update_id, processed_at=clock.now()))
+        await session.flush()
     except IntegrityError as exc:
         raise _Replay from exc
 
