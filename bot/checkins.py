@@ -303,7 +303,25 @@ async def create_on_demand_checkin(
     return checkin
 
 
-def append_message_id(checkin: CheckIn, message_id: int) -> None:
+# Appended to `CheckIn.message_ids` when a reply that moves the check-in on never reached her.
+UNDELIVERED = "!"
+
+
+def mark_undelivered(checkin: CheckIn) -> None:
+    """Notes that the question after her last answer never reached her."""
+    if not checkin.message_ids.endswith(UNDELIVERED):
+        append_message_id(checkin, UNDELIVERED)
+
+
+def take_undelivered(checkin: CheckIn) -> bool:
+    """Tells whether a reply of this check-in went missing, and clears the note."""
+    if not checkin.message_ids.endswith(UNDELIVERED):
+        return False
+    checkin.message_ids = checkin.message_ids.removesuffix(UNDELIVERED).rstrip(",")
+    return True
+
+
+def append_message_id(checkin: CheckIn, message_id: int | str) -> None:
     """Adds a Telegram message id to the check-in's comma-separated list."""
     ids = [i for i in checkin.message_ids.split(",") if i]
     if str(message_id) in ids:

@@ -9,7 +9,7 @@ once (`checkins.load_state`) and the view draws from that same snapshot.
 from __future__ import annotations
 
 from sqlmodel.ext.asyncio.session import AsyncSession
-from telegram import Message, Update
+from telegram import Update
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, filters
 
 from bot import checkins
@@ -134,16 +134,6 @@ async def on_checkin_command(t: Turn) -> None:
 # ---------------------------------------------------------------- button presses
 
 
-def _is_newest(checkin: CheckIn, pressed: Message | None) -> bool:
-    """Tells whether the pressed message is the last one the check-in sent her.
-
-    If it is, the question that should have followed it never reached her (a send that
-    failed for good), so a second press on it shows that question again.
-    """
-    ids = [i for i in checkin.message_ids.split(",") if i]
-    return pressed is not None and bool(ids) and ids[-1] == str(pressed.message_id)
-
-
 @turn
 async def on_press(t: Turn) -> None:
     """Stores a one-tap answer, ticks it on the message and sends the next question."""
@@ -212,8 +202,9 @@ async def on_press(t: Turn) -> None:
         result.outcome == Outcome.unchanged
         and current is not None
         and current.code != item.code
-        and _is_newest(checkin, t.pressed)
+        and checkins.take_undelivered(checkin)
     ):
+        # The question after this one never reached her (Telegram failed for good): show it.
         reply.say(*question_view(state, current, m))
         _set_note_awaiting(participant, checkin, current)
         return

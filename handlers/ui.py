@@ -35,8 +35,7 @@ from telegram import CallbackQuery, Message, Update
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
-from bot import clock, ratelimit
-from bot.checkins import append_message_id
+from bot import checkins, clock, ratelimit
 from bot.config import Settings
 from bot.content import Messages
 from bot.models import CheckIn, Participant, ProcessedUpdate
@@ -90,7 +89,9 @@ class Reply:
     drop_buttons: bool = False  # removes the pressed message's buttons
     chosen: str | None = None  # shown under the pressed question, whose buttons go
     messages: list[Screen] = field(default_factory=list)
-    checkin_id: int | None = None  # the ids of sent messages are kept on this check-in
+    # The check-in this reply moves on; if a message of it never reaches her, the check-in
+    # is marked so that her next tap on it shows the question again.
+    checkin_id: int | None = None
     protect: bool = False  # set by the turn from her discreet mode
     slots: list[Any] = field(default_factory=list)  # send instants reserved in the turn
 
@@ -404,15 +405,14 @@ async def deliver(update: Update, context: BotContext, reply: Reply) -> None:
         edited = await _edit(courier, query, reply)
         if not edited and reply.edit is not None and reply.edit_fallback:
             queue.insert(0, reply.edit)
-    sent: list[int] = []
     for screen in queue:
         outcome = await _send(courier, context.bot, chat_id, screen, reply.protect)
         if not outcome.done:
-            break  # later messages would make no sense without this one
-        if isinstance(outcome.result, Message):
-            sent.append(outcome.result.message_id)
-    if reply.checkin_id is not None and sent:
-        await _remember(services, reply.checkin_id, sent)
+            # Later messages would make no sense without this one. Nothing is written when
+            # all goes well; a message that never left marks the check-in instead.
+            if reply.checkin_id is not None:
+                await _mark_undelivered(services, reply.checkin_id)
+            break
 
 
 async def _edit(courier: Courier, query: CallbackQuery, reply: Reply) -> bool:
@@ -427,7 +427,6 @@ async def _edit(courier: Courier, query: CallbackQuery, reply: Reply) -> bool:
     screen = reply.edit
     pressed = query.message
     if not isinstance(pressed, Message) or pressed.text is None:
-        courier.slots[:1] = []  # the reserved instant goes to the new message instead
         return False  # a photo, a document or an inaccessible message: send it anew
     outcome = await courier.call(
         "editMessageText",
@@ -441,11 +440,13 @@ async def _edit(courier: Courier, query: CallbackQuery, reply: Reply) -> bool:
     return outcome.done
 
 
-async def _remember(services: Services, checkin_id: int, message_ids: list[int]) -> None:
-    """Keeps the ids of the messages a check-in reply sent (the last one tells what she has)."""
-    async with services.db.session() as session:
-        checkin = await session.get(CheckIn, checkin_id)
-        if checkin is not None:
-            for message_id in message_ids:
-                append_message_id(checkin, message_id)
-            session.add(checkin)
+async def _mark_undelivered(services: Services, checkin_id: int) -> None:
+    """Records on the check-in that a reply to her never arrived (`checkins.UNDELIVERED`)."""
+    try:
+        async with services.db.session() as session:
+            checkin = await session.get(CheckIn, checkin_id)
+            if checkin is not None:
+                checkins.mark_undelivered(checkin)
+                session.add(checkin)
+    except Exception as exc:  # the database is down too: her /checkin still shows the question
+        log.warning("could not mark check-in %s: %s", checkin_id, type(exc).__name__)
