@@ -84,7 +84,13 @@ class Settings(BaseSettings):
     # Dispatcher and sender
     dispatch_interval_seconds: float = 10.0
     global_rate_per_second: float = 25.0
-    send_lease_seconds: int = 120
+    # A worker's claim on outbox rows; renewed every few seconds while it is alive, so after a
+    # crash the rows it had not sent go out again within seconds.
+    send_lease_seconds: int = 15
+
+    # Health and metrics (GET /healthz, GET /metrics); port 0 turns the server off.
+    health_listen: str = "127.0.0.1"
+    health_port: int = 8090
 
     @field_validator("admin_ids", "coordinator_ids", "researcher_ids", mode="before")
     @classmethod
@@ -121,6 +127,13 @@ class Settings(BaseSettings):
         parse_hhmm(start)
         parse_hhmm(end)
         return value.replace("–", "-")
+
+    @field_validator("health_port")
+    @classmethod
+    def _port(cls, value: int) -> int:
+        if not 0 <= value <= 65535:
+            raise ValueError("must be a TCP port from 1 to 65535, or 0 to turn it off")
+        return value
 
     @property
     def quiet_window(self) -> tuple[time, time]:

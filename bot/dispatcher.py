@@ -11,6 +11,7 @@ is a compare-and-set, so any number of dispatcher processes never send a row twi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import traceback
 from collections.abc import Awaitable, Callable
@@ -49,9 +50,11 @@ from bot.scheduling import (
     slot_taken,
 )
 from bot.sender import (
+    AT_LEAST_ONCE,
     OPEN_STATUSES,
     Outcome,
     close_checkin,
+    mark_uncertain,
     participant_block,
     release,
     send_claimed,
@@ -65,7 +68,6 @@ CLAIM_LIMIT = 500  # due check-ins handled per pass
 MAX_PLAN_PASSES = 3  # a catch-up may make a new row due at once; plan it in the same tick
 MAX_CATCH_UP = 400  # skipped occurrences recorded after a long outage, at most
 SEND_BATCH = 50  # outbox rows claimed at a time: about two seconds at the global rate
-MAX_UNCERTAIN_ATTEMPTS = 2
 QUIET_KINDS = ("reminder", "broadcast")  # check-ins are not held: she chose that time
 REMINDER_KIND = "reminder"
 CHECKIN_KIND = "checkin"
@@ -99,6 +101,7 @@ class TickReport:
     rate_limited: int = 0
     blocked: int = 0
     released: int = 0
+    resent_uncertain: int = 0  # uncertain check-ins given their one more try
 
     def count_missed(self, reason: str) -> None:
         """Counts one check-in closed as missed."""
@@ -140,6 +143,7 @@ async def run_tick(services: Services, bot: Bot) -> TickReport:
     """Runs one dispatcher pass: recover, resume, claim check-ins, reminders, close, send."""
     report = TickReport()
     await recover_expired_leases(services=services, report=report)
+    await resend_uncertain_checkins(services=services, report=report)
     await resume_expired_pauses(services=services, report=report)
     for _ in range(MAX_PLAN_PASSES):
         if await claim_due_checkins(services=services, report=report) == 0:
@@ -209,35 +213,92 @@ def _log_row_error(what: str, row_id: int | None, exc: BaseException) -> None:
 
 
 async def recover_expired_leases(*, services: Services, report: TickReport) -> None:
-    """Marks sends whose lease ran out as uncertain; each is retried once at most."""
+    """Takes back rows whose worker died: unsent ones are queued, the one in flight is uncertain.
+
+    A live worker renews its lease every few seconds (`_keep_leases`), so an expired lease
+    means the worker crashed or hung. Only a row marked 'sending' may have reached Telegram.
+    """
     at = clock.now()
 
     async def recover(session: AsyncSession, row: OutgoingMessage) -> bool:
-        if row.state != OutboxState.sending or row.lease_until is None or row.lease_until >= at:
+        expired = row.lease_until is not None and row.lease_until < at
+        if not expired or row.state not in (OutboxState.claimed, OutboxState.sending):
             return False
-        # The process died (or hung) while sending: the message may or may not have left.
-        row.uncertain = True
-        row.last_error = "LeaseExpired: outcome unknown"
         row.lease_until = None
-        if row.attempts < MAX_UNCERTAIN_ATTEMPTS:
+        if row.state == OutboxState.claimed:
+            # Never handed to Telegram: it simply goes out again, at once.
+            row.state = OutboxState.queued
+            row.attempts = max(0, row.attempts - 1)
+            row.not_before = at
+        elif row.kind in AT_LEAST_ONCE:
+            row.uncertain = True
             row.state = OutboxState.queued
             row.not_before = at
+            row.last_error = "LeaseExpired: outcome unknown"
         else:
-            row.state = OutboxState.uncertain
+            mark_uncertain(row, "LeaseExpired: outcome unknown", at)
+            report.uncertain += 1
         session.add(row)
         return True
 
     query = select(OutgoingMessage).where(
-        OutgoingMessage.state == OutboxState.sending,
+        col(OutgoingMessage.state).in_([OutboxState.claimed, OutboxState.sending]),
         col(OutgoingMessage.lease_until) < at,
     )
     recovered = await _for_each(
         services, query, recover, what="expired lease of outbox row", model=OutgoingMessage
     )
     report.recovered += recovered
-    report.uncertain += recovered
     if recovered:
-        log.warning("recovered %d sends with an expired lease", recovered)
+        log.warning("took back %d outbox rows whose worker stopped", recovered)
+
+
+async def resend_uncertain_checkins(*, services: Services, report: TickReport) -> None:
+    """Sends an uncertain check-in once more: only if she has not answered it and nothing else
+    reached her since, so a check-in reaches her at most twice and a lost one is not lost."""
+    at = clock.now()
+
+    async def resend(session: AsyncSession, row: OutgoingMessage) -> bool:
+        if row.state != OutboxState.uncertain or row.attempts >= 2 or row.checkin_id is None:
+            return False
+        checkin = await session.get(CheckIn, row.checkin_id)
+        if checkin is None or checkin.status != CheckInStatus.scheduled:
+            return _settle(session, row)  # she answered (it arrived) or it closed
+        if checkin.window_closes_at <= at or checkin.first_answer_at is not None:
+            return _settle(session, row)
+        later = await session.exec(
+            select(func.count())
+            .select_from(OutgoingMessage)
+            .where(
+                OutgoingMessage.participant_id == row.participant_id,
+                OutgoingMessage.state == OutboxState.sent,
+                col(OutgoingMessage.sent_at) >= row.created_at,
+            )
+        )
+        if later.one():
+            return _settle(session, row)  # something else reached her: do not add to it
+        row.state = OutboxState.queued
+        row.not_before = at
+        session.add(row)
+        report.resent_uncertain += 1
+        return True
+
+    query = select(OutgoingMessage).where(
+        OutgoingMessage.state == OutboxState.uncertain,
+        OutgoingMessage.kind == CHECKIN_KIND,
+        col(OutgoingMessage.attempts) < 2,
+        col(OutgoingMessage.not_before) <= at,
+    )
+    await _for_each(
+        services, query, resend, what="uncertain check-in row", model=OutgoingMessage
+    )
+
+
+def _settle(session: AsyncSession, row: OutgoingMessage) -> bool:
+    """Leaves an uncertain row uncertain for good (it will not be tried again)."""
+    row.attempts = max(row.attempts, 2)
+    session.add(row)
+    return False
 
 
 # ---------------------------------------------------------------- (b) pauses
@@ -579,8 +640,21 @@ async def _close_reason(
 ) -> MissedReason:
     """Returns why an unfinished check-in is closing: never sent, silence, or part answered."""
     if checkin.status == CheckInStatus.scheduled:
-        # Queued but never delivered: held back by her pause or block, else our outage.
-        return participant_block(participant) or MissedReason.not_sent_outage
+        # Queued but never delivered: held back by her pause or block, else our outage,
+        # unless its send ended with the outcome unknown (it may have reached her).
+        uncertain = await session.exec(
+            select(func.count())
+            .select_from(OutgoingMessage)
+            .where(
+                OutgoingMessage.checkin_id == checkin.id,
+                OutgoingMessage.kind == CHECKIN_KIND,
+                col(OutgoingMessage.uncertain).is_(True),
+            )
+        )
+        blocked = participant_block(participant)
+        if blocked is None and uncertain.one():
+            return MissedReason.delivery_uncertain
+        return blocked or MissedReason.not_sent_outage
     if checkin.status == CheckInStatus.partial:
         return MissedReason.closed_partial
     answers = await session.exec(
@@ -593,7 +667,7 @@ async def _close_reason(
 
 
 async def claim_outbox(*, services: Services, report: TickReport, limit: int) -> list[int]:
-    """Claims due outbox rows (state 'sending', attempts+1, a lease); returns their ids."""
+    """Claims due outbox rows (state 'claimed', attempts+1, a lease); returns their ids."""
     at = clock.now()
     settings = services.settings
     lease_until = at + timedelta(seconds=settings.send_lease_seconds)
@@ -624,7 +698,7 @@ async def claim_outbox(*, services: Services, report: TickReport, limit: int) ->
                 sa.update(OutgoingMessage)
                 .where(col(OutgoingMessage.id) == row.id, col(OutgoingMessage.state) == "queued")
                 .values(
-                    state=OutboxState.sending,
+                    state=OutboxState.claimed,
                     attempts=col(OutgoingMessage.attempts) + 1,
                     lease_until=lease_until,
                 )
@@ -635,24 +709,71 @@ async def claim_outbox(*, services: Services, report: TickReport, limit: int) ->
     return claimed
 
 
+# How long one tick may keep sending before the other steps get their turn.
+SEND_TICK_BUDGET = timedelta(seconds=60)
+
+
+async def _keep_leases(services: Services, ids: list[int], stop: asyncio.Event) -> None:
+    """Renews this worker's lease on its claimed rows every few seconds until told to stop.
+
+    Leases are short so that a crashed worker's rows go out again within seconds; a worker
+    that is alive (even one waiting out a 429) keeps them.
+    """
+    lease = timedelta(seconds=services.settings.send_lease_seconds)
+    every = max(lease.total_seconds() / 3, 0.5)
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=every)
+            return
+        except TimeoutError:
+            pass
+        try:
+            async with services.db.session() as session:
+                await session.exec(
+                    sa.update(OutgoingMessage)
+                    .where(
+                        col(OutgoingMessage.id).in_(ids),
+                        col(OutgoingMessage.state).in_(
+                            [OutboxState.claimed, OutboxState.sending]
+                        ),
+                    )
+                    .values(lease_until=clock.now() + lease)
+                    .execution_options(synchronize_session=False)
+                )
+        except Exception as exc:  # the next renewal tries again; the lease has slack
+            _log_row_error("lease renewal", None, exc)
+
+
 async def send_due(*, services: Services, bot: Bot, report: TickReport) -> None:
     """Sends due outbox rows in small batches until none is due or the tick's budget is spent."""
-    budget = timedelta(seconds=max(services.settings.send_lease_seconds / 2, 1))
-    deadline = clock.now() + budget
+    deadline = clock.now() + SEND_TICK_BUDGET
     while clock.now() < deadline:
         ids = await claim_outbox(services=services, report=report, limit=SEND_BATCH)
         if not ids:
             return
-        for index, row_id in enumerate(ids):
-            result = await send_claimed(services=services, bot=bot, row_id=row_id)
-            report.count(result.outcome)
-            if result.outcome in (Outcome.rate_limited, Outcome.released):
-                # Every send is paused: hand the rest back rather than hold them past the lease.
-                until = result.paused_until or clock.now()
-                for rest in ids[index + 1 :]:
-                    await release(services=services, row_id=rest, not_before=until)
-                    report.released += 1
+        stop = asyncio.Event()
+        keeper = asyncio.create_task(_keep_leases(services, ids, stop))
+        try:
+            if await _send_batch(services, bot, ids, report):
                 return
+        finally:
+            stop.set()
+            await keeper
+
+
+async def _send_batch(services: Services, bot: Bot, ids: list[int], report: TickReport) -> bool:
+    """Sends one claimed batch in order; True when a 429 paused sending (the rest go back)."""
+    for index, row_id in enumerate(ids):
+        result = await send_claimed(services=services, bot=bot, row_id=row_id)
+        report.count(result.outcome)
+        if result.outcome in (Outcome.rate_limited, Outcome.released):
+            # Every send is paused: hand the rest back rather than hold them.
+            until = result.paused_until or clock.now()
+            for rest in ids[index + 1 :]:
+                await release(services=services, row_id=rest, not_before=until)
+                report.released += 1
+            return True
+    return False
 
 
 # ---------------------------------------------------------------- housekeeping

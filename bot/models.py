@@ -125,6 +125,9 @@ class MissedReason(StrEnum):
     blocked = "blocked"
     paused = "paused"
     withdrawn = "withdrawn"
+    # The check-in message's send ended with its outcome unknown (a time-out, a 5xx, a crash
+    # mid-send): it may have reached her, so silence cannot be told from an outage.
+    delivery_uncertain = "delivery_uncertain"
 
 
 class CheckInOrigin(StrEnum):
@@ -134,7 +137,8 @@ class CheckInOrigin(StrEnum):
 
 class OutboxState(StrEnum):
     queued = "queued"
-    sending = "sending"
+    claimed = "claimed"  # taken by a worker (leased), not yet handed to Telegram
+    sending = "sending"  # handed to Telegram: after a crash its outcome is unknown
     sent = "sent"
     failed = "failed"
     uncertain = "uncertain"

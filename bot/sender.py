@@ -1,15 +1,24 @@
 """The one path out: every message the bot starts is rendered, paced and sent here.
 
-The dispatcher claims outbox rows (state 'sending', attempts+1, a lease) and hands each id to
-`send_claimed`. This module renders it at send time, waits for a cross-process rate slot,
-calls Telegram once, and records what happened in a fresh transaction:
+The dispatcher claims outbox rows (state 'claimed', attempts+1, a short lease it renews while
+it is alive) and hands each id to `send_claimed`. In one transaction this module renders the
+row at send time, reserves a cross-process rate slot and marks the row 'sending' (the one
+row whose outcome a crash leaves unknown); it then calls Telegram once and records what
+happened in a second transaction. The delivery policy (the same as for replies):
 
 - success (or a harmless 400 such as "message is not modified") -> 'sent';
 - 429 RetryAfter -> every send pauses; the row is queued again (not a failure, not uncertain);
 - 403 Forbidden -> she blocked the bot: unreachable, her open check-ins missed/blocked;
 - other 400 -> failed for good;
-- TimedOut -> the message may have arrived: uncertain, retried at most once after the lease;
-- other network errors -> retried with backoff, at most five attempts.
+- failed before the request left (connection refused, DNS, no free connection) -> retried
+  with backoff, at most five attempts;
+- outcome unknown (a time-out after the request left, a lost connection, a 5xx, or a crash
+  mid-send, found by its expired lease): Telegram has no idempotency key, so
+  * alerts to the care team (`AT_LEAST_ONCE`) are retried: a duplicate costs a glance;
+  * everything the bot starts for a patient becomes 'uncertain' and is not re-sent blindly.
+    A check-in gets one more try later, only if she has not answered and nothing else has
+    reached her since (`bot.dispatcher.resend_uncertain_checkins`), so no check-in reaches
+    her more than twice.
 
 Stored errors name the exception class and Telegram's description, never the message text.
 """
@@ -33,7 +42,6 @@ from telegram.error import (
     NetworkError,
     RetryAfter,
     TelegramError,
-    TimedOut,
 )
 
 from bot import clock, ratelimit
@@ -54,8 +62,10 @@ from bot.services import Services
 log = logging.getLogger(__name__)
 
 MAX_NETWORK_ATTEMPTS = 5
-MAX_UNCERTAIN_ATTEMPTS = 2  # the first try plus one retry after the lease
-LEASE_MARGIN = timedelta(seconds=10)
+# Kinds sent at least once: an outcome-unknown send is tried again (alerts to the care team).
+AT_LEAST_ONCE = ("alert",)
+# How far ahead a reserved slot may lie before the row goes back to the queue (after a 429).
+MAX_SLOT_WAIT = timedelta(seconds=30)
 HARMLESS_400 = ("message is not modified", "query is too old")
 CHECKIN_KINDS = ("checkin", "reminder")
 OPEN_STATUSES = (CheckInStatus.sent, CheckInStatus.partial)
@@ -67,8 +77,8 @@ class Outcome(StrEnum):
     sent = "sent"
     cancelled = "cancelled"
     failed = "failed"
-    retry = "retry"  # network error: queued again with backoff
-    uncertain = "uncertain"  # may have been delivered; queued once more or given up
+    retry = "retry"  # failed before it left, or an at-least-once kind: queued again
+    uncertain = "uncertain"  # may have been delivered; not sent again blindly
     rate_limited = "rate_limited"  # 429: queued again after retry_after
     blocked = "blocked"  # 403
     released = "released"  # not attempted (lease would run out); queued again untouched
@@ -216,7 +226,7 @@ async def release(*, services: Services, row_id: int, not_before: datetime) -> N
     """Puts a claimed but unattempted row back in the queue, not before `not_before`."""
     async with services.db.session() as session:
         row = await session.get(OutgoingMessage, row_id)
-        if row is None or row.state != OutboxState.sending:
+        if row is None or row.state != OutboxState.claimed:
             return
         row.state = OutboxState.queued
         row.attempts = max(0, row.attempts - 1)
@@ -225,27 +235,35 @@ async def release(*, services: Services, row_id: int, not_before: datetime) -> N
         session.add(row)
 
 
-async def _render(
+def _finish_row(row: OutgoingMessage, state: OutboxState, error: str | None = None) -> None:
+    """Ends a claimed row's attempt in one state, dropping its lease."""
+    row.state = state
+    row.lease_until = None
+    if error is not None:
+        row.last_error = error[:200]
+
+
+async def _prepare(
     services: Services, row_id: int, at: datetime
-) -> tuple[OutgoingMessage, RenderedMessage] | Outcome:
-    """Loads and renders a claimed row, or says why it will not be sent."""
+) -> tuple[OutgoingMessage, RenderedMessage, datetime] | Outcome:
+    """Renders a claimed row, reserves its send slot and marks it in flight, in one transaction.
+
+    Returns the row, what to send and when, or why it will not be sent.
+    """
     async with services.db.session() as session:
         row = await session.get(OutgoingMessage, row_id)
-        if row is None or row.state != OutboxState.sending:
+        if row is None or row.state != OutboxState.claimed:
             return Outcome.gone
         participant = (
             await session.get(Participant, row.participant_id) if row.participant_id else None
         )
         if await _why_not_send(session, row, participant, at):
-            row.state = OutboxState.cancelled
-            row.lease_until = None
+            _finish_row(row, OutboxState.cancelled)
             session.add(row)
             return Outcome.cancelled
         renderer = services.renderers.get(row.kind)
         if renderer is None:
-            row.state = OutboxState.failed
-            row.last_error = f"NoRenderer: {row.kind}"[:200]
-            row.lease_until = None
+            _finish_row(row, OutboxState.failed, f"NoRenderer: {row.kind}")
             session.add(row)
             log.error("no renderer registered for outbox kind %s", row.kind)
             return Outcome.failed
@@ -257,17 +275,42 @@ async def _render(
             await session.rollback()
             failed = await session.get(OutgoingMessage, row_id)
             assert failed is not None
-            failed.state = OutboxState.failed
-            failed.last_error = f"RenderError: {type(exc).__name__}"[:200]
-            failed.lease_until = None
+            _finish_row(failed, OutboxState.failed, f"RenderError: {type(exc).__name__}")
             session.add(failed)
             return Outcome.failed
         if rendered.skip:
-            row.state = OutboxState.cancelled
-            row.lease_until = None
+            _finish_row(row, OutboxState.cancelled)
             session.add(row)
             return Outcome.cancelled
-        return row, rendered
+        [slot] = await ratelimit.reserve_in(
+            session,
+            db=services.db,
+            chat_id=row.chat_id,
+            per_second=services.settings.global_rate_per_second,
+        )
+        if slot - at > MAX_SLOT_WAIT:
+            # Every send is paused (a 429): hand the row back rather than hold it.
+            row.state = OutboxState.queued
+            row.attempts = max(0, row.attempts - 1)
+            row.lease_until = None
+            row.not_before = max(row.not_before, slot)
+            session.add(row)
+            return Outcome.released
+        # From here on a crash leaves this row's outcome unknown (and only this row's).
+        row.state = OutboxState.sending
+        session.add(row)
+        return row, rendered, slot
+
+
+def sent_before_the_request_left(exc: BaseException) -> bool:
+    """Tells whether a network failure happened before Telegram could have seen the request.
+
+    PTB wraps httpx: a refused connection, a DNS failure, a connect time-out or no free
+    connection in the pool mean nothing left this machine, so sending again is safe.
+    """
+    cause = exc.__cause__
+    names = {type(c).__name__ for c in (cause, getattr(cause, "__cause__", None)) if c}
+    return bool(names & {"ConnectError", "ConnectTimeout", "PoolTimeout"})
 
 
 async def send_claimed(
@@ -275,21 +318,13 @@ async def send_claimed(
 ) -> SendResult:
     """Sends one claimed outbox row through Telegram and records the result."""
     sleep = sleep or services.sleep or clock.real_sleep
-    rendered_or_outcome = await _render(services, row_id, clock.now())
-    if isinstance(rendered_or_outcome, Outcome):
-        return SendResult(rendered_or_outcome)
-    row, rendered = rendered_or_outcome
-    settings = services.settings
-
-    slot = await ratelimit.reserve(
-        db=services.db, chat_id=row.chat_id, per_second=settings.global_rate_per_second
-    )
-    if row.lease_until is not None and slot > row.lease_until - LEASE_MARGIN:
-        # Waiting that long would outlive the lease and invite a second sender: hand it back.
-        await release(services=services, row_id=row_id, not_before=slot)
-        return SendResult(Outcome.released, paused_until=slot)
+    prepared = await _prepare(services, row_id, clock.now())
+    if isinstance(prepared, Outcome):
+        if prepared == Outcome.released:
+            return SendResult(prepared, paused_until=await ratelimit.paused_until(db=services.db))
+        return SendResult(prepared)
+    row, rendered, slot = prepared
     await ratelimit.wait_until(slot, sleep)
-
     try:
         message = await bot.send_message(
             chat_id=row.chat_id,
@@ -314,18 +349,17 @@ async def send_claimed(
         await _record_failed(services, row_id, error_text(exc))
         log.warning("Telegram refused outbox row %s: %s", row_id, error_text(exc))
         return SendResult(Outcome.failed)
-    except TimedOut as exc:
-        return SendResult(await _record_uncertain(services, row_id, error_text(exc)))
     except ChatMigrated as exc:
         await _record_failed(services, row_id, error_text(exc))
         return SendResult(Outcome.failed)
     except (NetworkError, TelegramError) as exc:
-        return SendResult(await _record_retry(services, row_id, error_text(exc)))
+        if sent_before_the_request_left(exc) or row.kind in AT_LEAST_ONCE:
+            return SendResult(await _record_retry(services, row_id, error_text(exc)))
+        return SendResult(await record_uncertain(services, row_id, error_text(exc)))
     except Exception as exc:
         # Unknown failure inside the library: do not guess whether it left; never resend.
         log.error("send of outbox row %s failed: %s", row_id, type(exc).__name__)
-        await _record_failed(services, row_id, error_text(exc))
-        return SendResult(Outcome.failed)
+        return SendResult(await record_uncertain(services, row_id, error_text(exc)))
     await _record_sent(services, row_id, message.message_id)
     return SendResult(Outcome.sent)
 
@@ -410,23 +444,27 @@ async def _requeue_after_429(services: Services, row_id: int, until: datetime, e
         session.add(row)
 
 
-async def _record_uncertain(services: Services, row_id: int, error: str) -> Outcome:
-    """Records a send whose outcome is unknown; it is retried at most once, after the lease."""
-    at = clock.now()
+# An uncertain check-in may be sent once more after this long, if she has not answered.
+UNCERTAIN_RESEND_AFTER = timedelta(minutes=10)
+
+
+def mark_uncertain(row: OutgoingMessage, error: str, at: datetime) -> None:
+    """Ends a row whose outcome is unknown; a check-in may get one more try later."""
+    row.uncertain = True
+    _finish_row(row, OutboxState.uncertain, error)
+    # Read by `bot.dispatcher.resend_uncertain_checkins`: not before this instant.
+    row.not_before = at + UNCERTAIN_RESEND_AFTER
+
+
+async def record_uncertain(services: Services, row_id: int, error: str) -> Outcome:
+    """Records a send whose outcome is unknown; it is not re-sent blindly."""
     async with services.db.session() as session:
         row = await session.get(OutgoingMessage, row_id)
         if row is None:
             return Outcome.gone
-        row.uncertain = True
-        row.last_error = error
-        if row.attempts < MAX_UNCERTAIN_ATTEMPTS:
-            row.state = OutboxState.queued
-            row.not_before = max(row.lease_until or at, at)
-        else:
-            row.state = OutboxState.uncertain
-        row.lease_until = None
+        mark_uncertain(row, error, clock.now())
         session.add(row)
-    log.warning("outbox row %s: outcome unknown after a timeout", row_id)
+    log.warning("outbox row %s: outcome unknown", row_id)
     return Outcome.uncertain
 
 
