@@ -26,7 +26,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from telegram import Bot
 from telegram.ext import CallbackContext
 
-from bot import checkins, clock, ratelimit
+from bot import checkins, clock, ops, ratelimit
 from bot.content import consent_text
 from bot.models import (
     Answer,
@@ -289,9 +289,7 @@ async def resend_uncertain_checkins(*, services: Services, report: TickReport) -
         col(OutgoingMessage.attempts) < 2,
         col(OutgoingMessage.not_before) <= at,
     )
-    await _for_each(
-        services, query, resend, what="uncertain check-in row", model=OutgoingMessage
-    )
+    await _for_each(services, query, resend, what="uncertain check-in row", model=OutgoingMessage)
 
 
 def _settle(session: AsyncSession, row: OutgoingMessage) -> bool:
@@ -733,9 +731,7 @@ async def _keep_leases(services: Services, ids: list[int], stop: asyncio.Event) 
                     sa.update(OutgoingMessage)
                     .where(
                         col(OutgoingMessage.id).in_(ids),
-                        col(OutgoingMessage.state).in_(
-                            [OutboxState.claimed, OutboxState.sending]
-                        ),
+                        col(OutgoingMessage.state).in_([OutboxState.claimed, OutboxState.sending]),
                     )
                     .values(lease_until=clock.now() + lease)
                     .execution_options(synchronize_session=False)
@@ -819,6 +815,8 @@ async def dispatch_job(context: CallbackContext[Any, Any, Any, Any]) -> None:
         # Class and location only: database errors can carry row values (patient text).
         _log_row_error("dispatcher tick", None, exc)
         return
+    # Only a tick that ran counts: /healthz turns 503 when ticks keep failing.
+    ops.mark_tick(clock.now())
     if report.sent or report.failed or report.missed or report.uncertain:
         log.info(
             "tick: sent=%d failed=%d uncertain=%d missed=%s",

@@ -44,7 +44,7 @@ from telegram.error import (
     TelegramError,
 )
 
-from bot import clock, ratelimit
+from bot import clock, ops, ratelimit
 from bot.clock import Sleeper
 from bot.lifecycle import mark_reachable
 from bot.models import (
@@ -91,6 +91,7 @@ class SendResult:
 
     outcome: Outcome
     paused_until: datetime | None = None
+    kind: str = "unknown"  # the row's kind, once it was loaded (metrics)
 
 
 def error_text(exc: BaseException) -> str:
@@ -316,7 +317,18 @@ def sent_before_the_request_left(exc: BaseException) -> bool:
 async def send_claimed(
     *, services: Services, bot: Bot, row_id: int, sleep: Sleeper | None = None
 ) -> SendResult:
-    """Sends one claimed outbox row through Telegram and records the result."""
+    """Sends one claimed outbox row through Telegram, records the result and counts it."""
+    result = await _send_claimed(services=services, bot=bot, row_id=row_id, sleep=sleep)
+    ops.record_send(result.kind, result.outcome)
+    if result.outcome == Outcome.rate_limited:
+        ops.record_429()
+    return result
+
+
+async def _send_claimed(
+    *, services: Services, bot: Bot, row_id: int, sleep: Sleeper | None
+) -> SendResult:
+    """Sends one claimed row and records what happened in the database."""
     sleep = sleep or services.sleep or clock.real_sleep
     prepared = await _prepare(services, row_id, clock.now())
     if isinstance(prepared, Outcome):
@@ -324,6 +336,7 @@ async def send_claimed(
             return SendResult(prepared, paused_until=await ratelimit.paused_until(db=services.db))
         return SendResult(prepared)
     row, rendered, slot = prepared
+    kind = row.kind
     await ratelimit.wait_until(slot, sleep)
     try:
         message = await bot.send_message(
@@ -338,30 +351,33 @@ async def send_claimed(
         await ratelimit.pause_all(db=services.db, until=until)
         await _requeue_after_429(services, row_id, until, error_text(exc))
         log.warning("Telegram asked to pause sending for %.0f s", retry_after_seconds(exc))
-        return SendResult(Outcome.rate_limited, paused_until=until)
+        return SendResult(Outcome.rate_limited, paused_until=until, kind=kind)
     except Forbidden as exc:
         await _record_forbidden(services, row_id, error_text(exc))
-        return SendResult(Outcome.blocked)
+        return SendResult(Outcome.blocked, kind=kind)
     except BadRequest as exc:
         if any(text in exc.message.lower() for text in HARMLESS_400):
             await _record_sent(services, row_id, None)
-            return SendResult(Outcome.sent)
+            return SendResult(Outcome.sent, kind=kind)
         await _record_failed(services, row_id, error_text(exc))
         log.warning("Telegram refused outbox row %s: %s", row_id, error_text(exc))
-        return SendResult(Outcome.failed)
+        return SendResult(Outcome.failed, kind=kind)
     except ChatMigrated as exc:
         await _record_failed(services, row_id, error_text(exc))
-        return SendResult(Outcome.failed)
+        return SendResult(Outcome.failed, kind=kind)
     except (NetworkError, TelegramError) as exc:
         if sent_before_the_request_left(exc) or row.kind in AT_LEAST_ONCE:
-            return SendResult(await _record_retry(services, row_id, error_text(exc)))
-        return SendResult(await record_uncertain(services, row_id, error_text(exc)))
+            outcome = await _record_retry(services, row_id, error_text(exc))
+            return SendResult(outcome, kind=kind)
+        outcome = await record_uncertain(services, row_id, error_text(exc))
+        return SendResult(outcome, kind=kind)
     except Exception as exc:
         # Unknown failure inside the library: do not guess whether it left; never resend.
         log.error("send of outbox row %s failed: %s", row_id, type(exc).__name__)
-        return SendResult(await record_uncertain(services, row_id, error_text(exc)))
+        outcome = await record_uncertain(services, row_id, error_text(exc))
+        return SendResult(outcome, kind=kind)
     await _record_sent(services, row_id, message.message_id)
-    return SendResult(Outcome.sent)
+    return SendResult(Outcome.sent, kind=kind)
 
 
 async def _record_sent(services: Services, row_id: int, message_id: int | None) -> None:

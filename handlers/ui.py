@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from telegram import CallbackQuery, Message, Update
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
-from bot import checkins, clock, ratelimit
+from bot import checkins, clock, ops, ratelimit
 from bot.config import Settings
 from bot.content import Messages
 from bot.models import CheckIn, Participant, ProcessedUpdate
@@ -214,34 +215,46 @@ def turn(handler: FlowHandler) -> PtbCallback:
 
     @functools.wraps(handler)
     async def run(update: Update, context: BotContext) -> None:
-        services = context.services
-        reply = Reply()
+        started = time.perf_counter()
         try:
-            async with services.db.session() as session:
-                participant = await participant_for(session, update)
-                current = Turn(update, context, session, participant, reply)
-                await handler(current)
-                _mark_chosen(current)
-                # The guard goes last: two workers handed the same update both compute, and
-                # the second one's whole transaction rolls back here.
-                await _claim(session, update.update_id)
-                reply.protect = current.participant is not None and current.participant.discreet
-                chat = update.effective_chat
-                if chat is not None and reply.paced_calls:
-                    reply.slots = await ratelimit.reserve_in(
-                        session,
-                        db=services.db,
-                        chat_id=chat.id,
-                        per_second=services.settings.global_rate_per_second,
-                        count=reply.paced_calls,
-                        burst=True,
-                    )
-        except _Replay:
-            log.info("replayed update %s ignored", update.update_id)
-            return
-        await deliver(update, context, reply)
+            handled = await _run_turn(handler, update, context)
+        except Exception:
+            ops.observe_update(time.perf_counter() - started, "error")
+            raise
+        ops.observe_update(time.perf_counter() - started, "handled" if handled else "replay")
 
     return run
+
+
+async def _run_turn(handler: FlowHandler, update: Update, context: BotContext) -> bool:
+    """Runs one turn; False when the update was a replay (nothing changed, nothing sent)."""
+    services = context.services
+    reply = Reply()
+    try:
+        async with services.db.session() as session:
+            participant = await participant_for(session, update)
+            current = Turn(update, context, session, participant, reply)
+            await handler(current)
+            _mark_chosen(current)
+            # The guard goes last: two workers handed the same update both compute, and
+            # the second one's whole transaction rolls back here.
+            await _claim(session, update.update_id)
+            reply.protect = current.participant is not None and current.participant.discreet
+            chat = update.effective_chat
+            if chat is not None and reply.paced_calls:
+                reply.slots = await ratelimit.reserve_in(
+                    session,
+                    db=services.db,
+                    chat_id=chat.id,
+                    per_second=services.settings.global_rate_per_second,
+                    count=reply.paced_calls,
+                    burst=True,
+                )
+    except _Replay:
+        log.info("replayed update %s ignored", update.update_id)
+        return False
+    await deliver(update, context, reply)
+    return True
 
 
 # ---------------------------------------------------------------- delivery
@@ -307,9 +320,10 @@ class Courier:
             if paced:
                 await self._wait_for_slot()
             try:
-                return _Outcome(True, await make())
+                result = await make()
             except RetryAfter as exc:
                 rate_limited += 1
+                ops.record_429()
                 await self._honour_retry_after(exc)
                 if rate_limited >= MAX_RATE_LIMITED:
                     return self._give_up(what, exc)
@@ -330,9 +344,13 @@ class Courier:
                 await self.sleep(BACKOFF_SECONDS * 2 ** (failures - 1))
             except Exception as exc:  # a bug or an unknown library failure: never raise here
                 return self._give_up(what, exc)
+            else:
+                ops.record_reply("delivered")
+                return _Outcome(True, result)
 
     def _give_up(self, what: str, exc: BaseException, *, cannot_edit: bool = False) -> _Outcome:
         """Logs a call that will not be made, by class and reference only (never text)."""
+        ops.record_reply("given_up")
         if not (cannot_edit and isinstance(exc, BadRequest) and _is(exc, CANNOT_EDIT)):
             log.warning(
                 "reply call %s not delivered ref=%s error=%s", what, new_ref(), type(exc).__name__

@@ -446,8 +446,16 @@ async def test_with_a_fifth_of_responses_lost_no_checkin_arrives_more_than_twice
 ) -> None:
     for i in range(60):
         await add_participant(h.db, uid=PATIENT + i, local_time="09:05")
+    from bot import ops
+
+    def uncertain_in_metrics() -> float:
+        labels = {"kind": "checkin", "outcome": "uncertain"}
+        return ops.OPS.registry.get_sample_value("adherence_sends_total", labels) or 0.0
+
+    counted_before = uncertain_in_metrics()
     h.fake.enable_limits(lost_rate=0.2, seed=3)
     report = await run_for(h, timedelta(minutes=30), every=10)
+    assert uncertain_in_metrics() - counted_before == report.uncertain
     copies = [len(h.fake.chat(PATIENT + i)) for i in range(60)]
     assert max(copies) <= 2
     assert min(copies) >= 1 or report.uncertain > 0
