@@ -16,6 +16,7 @@ from bot import dispatcher
 from bot.config import Settings
 from bot.content import messages
 from bot.db import Database
+from bot.safe_bot import TELEGRAM_BOT_URL, TELEGRAM_FILE_URL, SafeBot
 from bot.services import Services
 from handlers import (
     checkin,
@@ -105,17 +106,17 @@ def build_application(
 ) -> BotApplication:
     """Builds the Application: services, handlers, outbox renderers and the dispatcher job."""
     context_types = ContextTypes(context=BotContext, bot_data=Services)
-    builder = (
-        Application.builder()
-        .token(settings.telegram_bot_token or "1:offline")
-        .context_types(context_types)
-        .post_init(post_init)
+    # Our own bot, so that one update PTB cannot parse is skipped instead of stopping polling
+    # (and dumping everyone's messages into the log). Given a bot, the builder takes no token,
+    # URLs or requests; without a request, PTB's defaults are the builder's (256 / 1 conns).
+    bot = SafeBot(
+        settings.telegram_bot_token or "1:offline",
+        base_url=settings.api_base_url or TELEGRAM_BOT_URL,
+        base_file_url=settings.api_base_file_url or TELEGRAM_FILE_URL,
+        request=request,
+        get_updates_request=request,
     )
-    if settings.api_base_url:
-        builder = builder.base_url(settings.api_base_url)
-        builder = builder.base_file_url(settings.api_base_file_url or "")
-    if request is not None:
-        builder = builder.request(request).get_updates_request(request)
+    builder = Application.builder().bot(bot).context_types(context_types).post_init(post_init)
     if not with_updater:
         builder = builder.updater(None)
     app: BotApplication = builder.build()
