@@ -9,15 +9,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import re
+import shlex
+import sqlite3
 import sys
+import tempfile
 from collections.abc import Sequence
+from contextlib import closing
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from bot import clock
 from bot.config import Settings
@@ -159,32 +165,43 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(file=sys.stderr)
             complain(key)
         return EXIT_CONFIG
-    try:
-        username = asyncio.run(fetch_bot_username(settings))
-    except TokenProblem as problem:
-        complain(problem.key, **problem.params)
-        return EXIT_CONFIG
-    _configure_logging(settings, args.log_level)
-    if not migrate(settings):
-        return EXIT_FAILED
-    return serve(settings, username)
+    return serve(settings, args.log_level)
 
 
-def serve(settings: Settings, username: str) -> int:
-    """Builds the application and runs long polling, or a webhook when WEBHOOK_URL is set."""
+def serve(settings: Settings, log_level: str) -> int:
+    """Checks the token (one getMe), migrates, and runs polling or the webhook until stopped."""
     from telegram.error import InvalidToken, TelegramError
 
-    from bot.app import ALLOWED_UPDATES, BotApplication, build_application
+    from bot import runtime
+    from bot.app import build_application
     from bot.db import Database
 
     db = Database(settings.database_url)
     app = build_application(settings, db)
+    server = shown_server(settings)
+    token = settings.telegram_bot_token or ""
 
-    async def dispose_database(_app: BotApplication) -> None:
+    async def dispose_database(_app: Any) -> None:
         await db.dispose()
 
     app.post_shutdown = dispose_database
-    try:
+
+    async def main() -> int:
+        try:
+            # The token is checked before anything is written: a wrong one creates nothing.
+            await app.bot.initialize()
+        except InvalidToken:
+            complain("cli.token_rejected", server=server)
+            return EXIT_CONFIG
+        except TelegramError as exc:
+            reason = (str(exc) or type(exc).__name__).replace(token, "<token>")
+            complain("cli.server_unreachable", server=server, reason=reason)
+            return EXIT_CONFIG
+        _configure_logging(settings, log_level)
+        if not await asyncio.to_thread(migrate, settings):
+            await db.dispose()
+            return EXIT_FAILED
+        username = app.bot.username
         if settings.webhook_url:
             say(
                 "cli.starting_webhook",
@@ -193,26 +210,20 @@ def serve(settings: Settings, username: str) -> int:
                 listen=settings.webhook_listen,
                 port=settings.webhook_port,
             )
-            app.run_webhook(
-                listen=settings.webhook_listen,
-                port=settings.webhook_port,
-                secret_token=settings.webhook_secret,
-                webhook_url=settings.webhook_url,
-                allowed_updates=ALLOWED_UPDATES,
-            )
         else:
             say("cli.starting_polling", username=username)
-            app.run_polling(allowed_updates=ALLOWED_UPDATES)
-    except InvalidToken:
-        complain("cli.token_rejected", server=shown_server(settings))
-        return EXIT_CONFIG
+        await runtime.run(app, settings, db)
+        return EXIT_OK
+
+    try:
+        code = asyncio.run(main())
     except TelegramError as exc:
-        token = settings.telegram_bot_token or ""
         reason = (str(exc) or type(exc).__name__).replace(token, "<token>")
-        complain("cli.server_unreachable", server=shown_server(settings), reason=reason)
+        complain("cli.server_unreachable", server=server, reason=reason)
         return EXIT_FAILED
-    say("cli.stopped")
-    return EXIT_OK
+    if code == EXIT_OK:
+        say("cli.stopped")
+    return code
 
 
 # ---------------------------------------------------------------- demo
@@ -256,6 +267,74 @@ def cmd_db_check(_args: argparse.Namespace) -> int:
     details = "\n".join(f"  {d!r}" for d in differences)
     complain("cli.schema_differs", count=len(differences), details=details)
     return EXIT_FAILED
+
+
+def cmd_db_backup(args: argparse.Namespace) -> int:
+    """Copies a SQLite database consistently to PATH, or prints the pg_dump command to use."""
+    settings = load_settings()
+    if settings is None:
+        return EXIT_CONFIG
+    url = make_url(settings.database_url)
+    target = Path(args.path).expanduser().absolute()
+    if url.get_backend_name() != "sqlite":
+        # pg_dump takes PostgreSQL's own consistent copy. The printed command leaves the
+        # password out, so it never lands in the terminal's scrollback or a shell history.
+        server = URL.create(
+            "postgresql", url.username, None, url.host, url.port, url.database, url.query
+        )
+        complain(
+            "cli.backup_postgres",
+            url=shlex.quote(server.render_as_string(hide_password=False)),
+            path=shlex.quote(str(target)),
+        )
+        return EXIT_CONFIG
+    database = shown_database(settings.database_url)
+    source = Path(url.database or "").expanduser()
+    if url.database in (None, "", ":memory:") or not source.is_file():
+        complain("cli.backup_no_database", database=database)
+        return EXIT_CONFIG
+    if target.exists():
+        complain("cli.backup_exists", path=target)
+        return EXIT_CONFIG
+    try:
+        size = _copy_sqlite(source.resolve(), target)
+    except (OSError, sqlite3.Error) as exc:
+        if target.exists():  # somebody wrote the same file meanwhile
+            complain("cli.backup_exists", path=target)
+            return EXIT_CONFIG
+        complain("cli.backup_failed", database=database, path=target, reason=exc)
+        return EXIT_FAILED
+    say("cli.backup_written", database=database, path=target, size=f"{size:,}")
+    return EXIT_OK
+
+
+def _copy_sqlite(source: Path, target: Path) -> int:
+    """Copies a live SQLite file with the online backup API into a new file; returns its size."""
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Written beside the target, then renamed: a failed copy never looks like a backup.
+    # mkstemp makes it readable by its owner only, as health data should be.
+    handle, partial_name = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.name}.", suffix=".partial"
+    )
+    os.close(handle)
+    partial = Path(partial_name)
+    try:
+        # Read-only, so a mistyped DATABASE_URL never creates an empty database. The copy is
+        # the last committed state: in WAL mode an open write transaction neither blocks it
+        # nor leaks into it.
+        with (
+            closing(sqlite3.connect(f"{source.as_uri()}?mode=ro", uri=True, timeout=30)) as src,
+            closing(sqlite3.connect(partial)) as dst,
+        ):
+            src.backup(dst)
+            # One self-contained file (no -wal beside it); the bot turns WAL on again at open.
+            dst.execute("PRAGMA journal_mode=DELETE")
+        if target.exists():
+            raise FileExistsError(target)
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return target.stat().st_size
 
 
 # ---------------------------------------------------------------- invites
@@ -370,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--database", default=None, help="SQLite file (default data/demo.db)")
     demo.set_defaults(handler=cmd_demo)
 
-    db = sub.add_parser("db", help="database migrations")
+    db = sub.add_parser("db", help="database migrations and backups")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_sub.add_parser("upgrade", help="apply every pending migration").set_defaults(
         handler=cmd_db_upgrade
@@ -378,6 +457,11 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub.add_parser("check", help="tell whether the database matches the models").set_defaults(
         handler=cmd_db_check
     )
+    backup = db_sub.add_parser(
+        "backup", help="copy the SQLite database to PATH (PostgreSQL: prints the pg_dump command)"
+    )
+    backup.add_argument("path", metavar="PATH", help="the new backup file (never overwritten)")
+    backup.set_defaults(handler=cmd_db_backup)
 
     invite = sub.add_parser("invite", help="invite links for participants")
     invite_sub = invite.add_subparsers(dest="invite_command", required=True, metavar="ACTION")

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     bot_username: str | None = None
     webhook_url: str | None = None
     webhook_secret: str | None = None
+    # The path Telegram posts to; by default the path of WEBHOOK_URL (e.g. /telegram).
+    webhook_path: str | None = None
     webhook_listen: str = "127.0.0.1"
     webhook_port: int = 8443
 
@@ -86,7 +88,7 @@ class Settings(BaseSettings):
     global_rate_per_second: float = 25.0
     # A worker's claim on outbox rows; renewed every few seconds while it is alive, so after a
     # crash the rows it had not sent go out again within seconds.
-    send_lease_seconds: int = 15
+    send_lease_seconds: int = 10
 
     # Health and metrics (GET /healthz, GET /metrics); port 0 turns the server off.
     health_listen: str = "127.0.0.1"

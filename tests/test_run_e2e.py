@@ -74,6 +74,7 @@ def bot_process(server: FakeBotApiServer, tmp_path: Path) -> Iterator[subprocess
             "EMERGENCY_NUMBER": "112",
             "PSEUDONYM_KEY": "e2e-pseudonym-key",
             "OPEN_ENROLLMENT": "true",
+            "HEALTH_PORT": "0",  # each test bot would fight over the default port
         }
     )
     script = Path(sys.executable).parent / "adherence-bot"
@@ -145,7 +146,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_webhook_mode_registers_the_secret_and_refuses_requests_without_it(
+def test_webhook_on_the_url_path_registers_the_secret_and_refuses_requests_without_it(
     server: FakeBotApiServer, tmp_path: Path
 ) -> None:
     import json
@@ -162,6 +163,7 @@ def test_webhook_mode_registers_the_secret_and_refuses_requests_without_it(
             "EMERGENCY_NUMBER": "112",
             "PSEUDONYM_KEY": "e2e-pseudonym-key",
             "OPEN_ENROLLMENT": "true",
+            "HEALTH_PORT": "0",  # each test bot would fight over the default port
             "WEBHOOK_URL": "https://bot.example.org/telegram",
             "WEBHOOK_SECRET": "s3cret-Token_1",
             "WEBHOOK_LISTEN": "127.0.0.1",
@@ -187,11 +189,11 @@ def test_webhook_mode_registers_the_secret_and_refuses_requests_without_it(
 
         body = json.dumps({"update_id": 1, **command_update(PATIENT, "/start")}).encode()
 
-        def post(secret: str | None) -> int:
+        def post(secret: str | None, path: str = "/telegram") -> int:
             headers = {"Content-Type": "application/json"}
             if secret:
                 headers["X-Telegram-Bot-Api-Secret-Token"] = secret
-            request = urllib.request.Request(f"http://127.0.0.1:{port}/", body, headers)
+            request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", body, headers)
             try:
                 with urllib.request.urlopen(request, timeout=5) as response:
                     return int(response.status)
@@ -201,6 +203,9 @@ def test_webhook_mode_registers_the_secret_and_refuses_requests_without_it(
                 return 0  # not listening yet
 
         _wait_for(lambda: post("wrong-secret") == 403, "the webhook to refuse a bad secret", proc)
+        assert post(None) == 403
+        # It listens on the path of WEBHOOK_URL, not on / (where nothing would ever arrive).
+        assert post("s3cret-Token_1", path="/") == 404
         assert not fake.chat(PATIENT)
         assert post("s3cret-Token_1") == 200
         _wait_for(lambda: bool(fake.chat(PATIENT)), "a reply to /start via the webhook", proc)
@@ -296,6 +301,7 @@ def bot_env(server_url: str, database: Path, **extra: str) -> dict[str, str]:
             "EMERGENCY_NUMBER": "112",
             "PSEUDONYM_KEY": "e2e-pseudonym-key",
             "OPEN_ENROLLMENT": "true",
+            "HEALTH_PORT": "0",  # each test bot would fight over the default port
             "DISPATCH_INTERVAL_SECONDS": "2",
         }
     )
