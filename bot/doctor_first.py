@@ -73,7 +73,6 @@ ADHERENCE_ITEM = "took_med"
 AdherenceMode = Literal["usual", "current", "none"]
 
 
-
 # ---------------------------------------------------------------- alert detail codes
 
 

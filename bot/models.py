@@ -235,7 +235,14 @@ class Schedule(SQLModel, table=True):
 
 # One check-in: a questionnaire sent (or due) at one instant, with its outcome.
 class CheckIn(SQLModel, table=True):
-    __table_args__ = (sa.UniqueConstraint("schedule_id", "due_at", name="uq_checkin_slot"),)
+    __table_args__ = (
+        sa.UniqueConstraint("schedule_id", "due_at", name="uq_checkin_slot"),
+        # The dispatcher's questions, each answered from an index, so a tick costs what is due
+        # (not what exists): due and not yet queued; open windows; a schedule's pending one.
+        sa.Index("ix_checkin_due", "status", "queued_at", "due_at"),
+        sa.Index("ix_checkin_window", "status", "window_closes_at"),
+        sa.Index("ix_checkin_pending", "schedule_id", "status", "queued_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     participant_id: int = Field(foreign_key="participant.id", index=True)
@@ -284,6 +291,9 @@ class AnswerHistory(SQLModel, table=True):
 
 # Every message the bot starts (check-ins, reminders, broadcasts, alerts) goes through here.
 class OutgoingMessage(SQLModel, table=True):
+    # The sender's question: which rows are queued and due (by state, then time).
+    __table_args__ = (sa.Index("ix_outgoingmessage_due", "state", "not_before"),)
+
     id: int | None = Field(default=None, primary_key=True)
     kind: str = Field(max_length=32, index=True)  # checkin, reminder, broadcast, alert, ...
     participant_id: int | None = Field(default=None, foreign_key="participant.id", index=True)
