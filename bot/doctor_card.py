@@ -15,19 +15,21 @@ import textwrap
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import matplotlib
-from matplotlib import font_manager, rcParams
-from matplotlib.figure import Figure
-from matplotlib.ft2font import FT2Font
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot import images
 from bot.charts import Day, Summary, Trend, load_days, load_trend, today_for, zone_of
 from bot.clock import now
 from bot.content import Messages, questionnaire
 from bot.models import BarrierReport, Participant, SavedQuestion, TherapyChange
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+# matplotlib (about half a second to import) is loaded when the first card is drawn, not at
+# start-up: most runs of the bot never draw one.
 
 CARD_DAYS = 30  # pain, interference and tablet answers
 HISTORY_DAYS = 90  # symptoms and barriers: a visit is often months away
@@ -269,6 +271,9 @@ def sections(m: Messages, data: CardData) -> list[tuple[str, list[str], int]]:
 @lru_cache(maxsize=1)
 def _font_chars() -> frozenset[int]:
     """Returns the code points the card's font can draw."""
+    from matplotlib import font_manager, rcParams
+    from matplotlib.ft2font import FT2Font
+
     path = font_manager.findfont(font_manager.FontProperties(family=rcParams["font.family"]))
     return frozenset(FT2Font(path).get_charmap())
 
@@ -309,6 +314,10 @@ def fit(m: Messages, entries: list[str], room: int) -> list[str]:
 
 def card_figure(data: CardData, m: Messages) -> Figure:
     """Lays out her card on one A4 page: title, small chart, numbers, lists, questions."""
+    from matplotlib.figure import Figure
+
+    from bot import images
+
     fig = Figure(figsize=A4, dpi=100)
     y = 0.955
 
@@ -399,6 +408,8 @@ def card_figure(data: CardData, m: Messages) -> Figure:
 
 def pdf_bytes(fig: Figure) -> bytes:
     """Returns the figure as a one-page PDF with TrueType fonts (searchable text)."""
+    import matplotlib
+
     buffer = io.BytesIO()
     with matplotlib.rc_context({"pdf.fonttype": 42}):
         fig.savefig(
@@ -411,9 +422,13 @@ def pdf_bytes(fig: Figure) -> bytes:
 
 def render_card_pdf(data: CardData, m: Messages) -> bytes:
     """Lays out her card and returns the PDF bytes (blocking: run it in a worker thread)."""
+    from bot import images
+
     return images.rendered(lambda: pdf_bytes(card_figure(data, m)))
 
 
 def render_card_png(data: CardData, m: Messages, *, dpi: float = 100) -> bytes:
     """Returns the card as a PNG (for previews and checks; the chat gets the PDF)."""
+    from bot import images
+
     return images.rendered(lambda: images.png_bytes(card_figure(data, m), dpi=dpi))

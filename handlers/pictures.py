@@ -22,11 +22,10 @@ from bot import checkins
 from bot import participants as pt
 from bot.awaiting import Awaiting, AwaitKind, awaiting, set_awaiting, stop_awaiting
 from bot.callbacks import Codec, choice, id_part
-from bot.charts import PERIODS, load_trend, summary_sentence, tablet_sentence
+from bot.charts import PERIODS, Trend, load_trend, summary_sentence, tablet_sentence
 from bot.clock import now
 from bot.content import Messages
 from bot.doctor_card import load_card, render_card_pdf, saved_questions
-from bot.images import render_trend_png
 from bot.models import Participant, SavedQuestion
 from bot.outbox import Buttons
 from handlers.common import BotContext
@@ -74,6 +73,13 @@ def _press_blocked(t: Turn) -> str | None:
 # ---------------------------------------------------------------- /mytrend
 
 
+def _draw_trend(trend: Trend, m: Messages) -> bytes:
+    """Draws the trend picture (imports matplotlib on first use, not at start-up)."""
+    from bot.images import render_trend_png
+
+    return render_trend_png(trend, m)
+
+
 def trend_buttons(m: Messages, days: int) -> Buttons:
     """Returns the switch to the other period and the visit-card button."""
     other = next(p for p in PERIODS if p != days)
@@ -95,7 +101,7 @@ async def _trend(t: Turn, participant: Participant, days: int) -> Screen:
     caption = "\n\n".join(
         line for line in (summary_sentence(summary, m), tablet_sentence(summary, m)) if line
     )
-    draw = functools.partial(render_trend_png, trend, m)
+    draw = functools.partial(_draw_trend, trend, m)
     return Screen(caption, trend_buttons(m, days), photo=draw)
 
 
