@@ -64,8 +64,10 @@ from bot.updates_seen import forget_old_updates
 
 log = logging.getLogger(__name__)
 
-CLAIM_LIMIT = 500  # due check-ins handled per pass
-MAX_PLAN_PASSES = 3  # a catch-up may make a new row due at once; plan it in the same tick
+CLAIM_LIMIT = 500  # due check-ins handled per tick, at most
+# Due check-ins are claimed a few at a time, each chunk sent before the next is claimed, so
+# the first message of a tick leaves at once however large the backlog is.
+CLAIM_CHUNK = 20
 MAX_CATCH_UP = 400  # skipped occurrences recorded after a long outage, at most
 SEND_BATCH = 50  # outbox rows claimed at a time: about two seconds at the global rate
 QUIET_KINDS = ("reminder", "broadcast")  # check-ins are not held: she chose that time
@@ -140,18 +142,27 @@ def _locked(services: Services, query: SelectOfScalar[_T]) -> SelectOfScalar[_T]
 
 
 async def run_tick(services: Services, bot: Bot) -> TickReport:
-    """Runs one dispatcher pass: recover, resume, claim check-ins, reminders, close, send."""
+    """Runs one dispatcher pass: recover, resume, claim and send check-ins, reminders, close."""
     report = TickReport()
+    deadline = clock.now() + SEND_TICK_BUDGET
     await recover_expired_leases(services=services, report=report)
     await resend_uncertain_checkins(services=services, report=report)
     await resume_expired_pauses(services=services, report=report)
-    for _ in range(MAX_PLAN_PASSES):
-        if await claim_due_checkins(services=services, report=report) == 0:
+    after: tuple[datetime, int] | None = None
+    for _ in range(CLAIM_LIMIT // CLAIM_CHUNK):
+        handled, after = await claim_due_checkins(
+            services=services, report=report, limit=CLAIM_CHUNK, after=after
+        )
+        if await send_due(services=services, bot=bot, report=report, deadline=deadline, batches=1):
+            break  # sending is paused (a 429): claim the rest next tick
+        if after is None and handled == 0:
             break
+        # A full chunk goes on after its last row; a short one that handled something goes
+        # round once more from the start, since a catch-up can make a new row due at once.
     await heal_schedules(services=services, report=report)
     await queue_reminders(services=services, report=report)
     await close_windows(services=services, report=report)
-    await send_due(services=services, bot=bot, report=report)
+    await send_due(services=services, bot=bot, report=report, deadline=deadline)
     return report
 
 
@@ -166,6 +177,7 @@ async def _for_each(
     what: str,
     model: type[Any],
     lock_of: Any = None,
+    seen: list[Any] | None = None,
 ) -> int:
     """Runs `handle` on every row the query finds; one failing row never stops the others.
 
@@ -182,6 +194,8 @@ async def _for_each(
         )
         async with services.db.session() as session:
             for row in (await session.exec(locked)).all():
+                if seen is not None:
+                    seen.append(row)
                 row_id = row.id
                 try:
                     async with session.begin_nested():
@@ -190,7 +204,10 @@ async def _for_each(
                     _log_row_error(what, row_id, exc)
         return done
     async with services.db.session() as session:
-        ids = [row.id for row in (await session.exec(query)).all()]
+        found = (await session.exec(query)).all()
+        if seen is not None:
+            seen.extend(found)
+        ids = [row.id for row in found]
     for row_id in ids:
         try:
             async with services.db.session() as session:
@@ -333,8 +350,19 @@ def consent_is_stale(participant: Participant) -> bool:
     return participant.consent_version != consent_text(participant.locale).version
 
 
-async def claim_due_checkins(*, services: Services, report: TickReport) -> int:
-    """Handles due, not-yet-queued check-ins; returns how many left the waiting state."""
+async def claim_due_checkins(
+    *,
+    services: Services,
+    report: TickReport,
+    limit: int = CLAIM_LIMIT,
+    after: tuple[datetime, int] | None = None,
+) -> tuple[int, tuple[datetime, int] | None]:
+    """Handles due, not-yet-queued check-ins (at most `limit`, after the key `after`).
+
+    Returns how many left the waiting state, and the key of the last one looked at (None
+    when fewer than `limit` were due): rows held for re-consent stay due, so the next chunk
+    starts after them instead of finding them again.
+    """
     at = clock.now()
 
     async def handle(session: AsyncSession, checkin: CheckIn) -> bool:
@@ -348,9 +376,21 @@ async def claim_due_checkins(*, services: Services, report: TickReport) -> int:
             col(CheckIn.due_at) <= at,
         )
         .order_by(col(CheckIn.due_at), col(CheckIn.id))
-        .limit(CLAIM_LIMIT)
+        .limit(limit)
     )
-    return await _for_each(services, query, handle, what="due check-in", model=CheckIn)
+    if after is not None:
+        query = query.where(
+            sa.or_(
+                col(CheckIn.due_at) > after[0],
+                sa.and_(col(CheckIn.due_at) == after[0], col(CheckIn.id) > after[1]),
+            )
+        )
+    seen: list[CheckIn] = []
+    handled = await _for_each(
+        services, query, handle, what="due check-in", model=CheckIn, seen=seen
+    )
+    last = (seen[-1].due_at, seen[-1].id or 0) if len(seen) == limit else None
+    return handled, last
 
 
 async def _handle_due(
@@ -740,21 +780,32 @@ async def _keep_leases(services: Services, ids: list[int], stop: asyncio.Event) 
             _log_row_error("lease renewal", None, exc)
 
 
-async def send_due(*, services: Services, bot: Bot, report: TickReport) -> None:
-    """Sends due outbox rows in small batches until none is due or the tick's budget is spent."""
-    deadline = clock.now() + SEND_TICK_BUDGET
-    while clock.now() < deadline:
+async def send_due(
+    *,
+    services: Services,
+    bot: Bot,
+    report: TickReport,
+    deadline: datetime | None = None,
+    batches: int | None = None,
+) -> bool:
+    """Sends due outbox rows in small batches until none is due, the budget is spent, or
+    `batches` batches went; True when a 429 paused sending."""
+    deadline = deadline or clock.now() + SEND_TICK_BUDGET
+    done = 0
+    while clock.now() < deadline and (batches is None or done < batches):
         ids = await claim_outbox(services=services, report=report, limit=SEND_BATCH)
         if not ids:
-            return
+            return False
+        done += 1
         stop = asyncio.Event()
         keeper = asyncio.create_task(_keep_leases(services, ids, stop))
         try:
             if await _send_batch(services, bot, ids, report):
-                return
+                return True
         finally:
             stop.set()
             await keeper
+    return False
 
 
 async def _send_batch(services: Services, bot: Bot, ids: list[int], report: TickReport) -> bool:
