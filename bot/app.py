@@ -19,6 +19,7 @@ from bot.db import Database
 from bot.safe_bot import TELEGRAM_BOT_URL, TELEGRAM_FILE_URL, SafeBot
 from bot.services import Services
 from handlers import (
+    care_team,
     checkin,
     doctor_first,
     errors,
@@ -74,6 +75,7 @@ def register_handlers(app: BotApplication) -> None:
         app.bot_data.text_routes.update(flow.TEXT_ROUTES)
     # Group 0: the flows. Specific commands and buttons first, free text last.
     for module in (
+        care_team,  # staff commands and alert buttons; the role check is in bot/roles.py
         onboarding,
         settings,
         checkin,
@@ -95,6 +97,8 @@ async def post_init(app: BotApplication) -> None:
     commands = [BotCommand(name, texts.get(f"commands.{name}")) for name in PATIENT_COMMANDS]
     await app.bot.set_my_commands(commands, scope=BotCommandScopeAllPrivateChats())
     app.bot_data.bot_username = app.bot.username or ""
+    # Staff see their own commands in their private chats (per-chat scope).
+    await care_team.publish_staff_menus(app.bot, app.bot_data)
 
 
 def build_application(
@@ -122,6 +126,7 @@ def build_application(
     app: BotApplication = builder.build()
     app.bot_data.configure(settings, db)
     checkin.register_outbox(app.bot_data)
+    care_team.register_outbox(app.bot_data)
     onboarding.register_outbox(app.bot_data)
     register_handlers(app)
     # One dispatcher tick claims every due row (no job per patient). A late tick still runs

@@ -43,6 +43,7 @@ PROBLEM_MESSAGES = {
     "token_malformed": "cli.token_malformed",
     "emergency_number_missing": "cli.emergency_number_missing",
     "pseudonym_key_missing": "cli.pseudonym_key_missing",
+    "contact_expectation_replaced": "cli.contact_expectation_replaced",
 }
 
 

@@ -72,8 +72,20 @@ class Settings(BaseSettings):
     coordinator_ids: Annotated[list[int], NoDecode] = []
     researcher_ids: Annotated[list[int], NoDecode] = []
     coordinator_chat_id: int | None = None
-    # When a participant who asks the care team to contact her can expect it (shown to her).
-    contact_expectation: str = "within 2 working days"
+    # A participant who asks the care team to contact her is told to expect it within this
+    # many working days (a whole number); her request is due by then and escalated after.
+    contact_within_working_days: int = Field(default=2, ge=1, le=20)
+    # Replaced by CONTACT_WITHIN_WORKING_DAYS; still read so `run` can say so plainly.
+    contact_expectation: str | None = None
+    # How she reaches the care team, ending every message the team sends her (a phone number).
+    care_team_contact: str | None = None
+    # When the team reads alerts: outside these hours urgent alerts wait for the start of the
+    # next covered hours. Empty: alerts are delivered at any hour.
+    coverage_hours: str = ""
+    coverage_days: str = "0123456"  # Monday=0
+    coverage_timezone: str | None = None
+    # The daily digest of non-urgent alerts, at this local time (COVERAGE_TIMEZONE).
+    digest_time: str = "08:30"
 
     # Privacy
     pseudonym_key: str | None = None
@@ -130,6 +142,41 @@ class Settings(BaseSettings):
         parse_hhmm(end)
         return value.replace("–", "-")
 
+    @field_validator("coverage_hours")
+    @classmethod
+    def _coverage(cls, value: str) -> str:
+        if not value.strip():
+            return ""
+        start, _, end = value.replace("–", "-").partition("-")
+        if parse_hhmm(start) >= parse_hhmm(end):
+            raise ValueError("must be HH:MM-HH:MM within one day, e.g. 08:00-18:00")
+        return value.replace("–", "-")
+
+    @field_validator("coverage_days")
+    @classmethod
+    def _days(cls, value: str) -> str:
+        digits = value.replace(",", "").replace(" ", "")
+        if not digits or any(ch not in "0123456" for ch in digits):
+            raise ValueError("must be weekday digits 0-6 (Monday=0), e.g. 01234")
+        return digits
+
+    @field_validator("coverage_timezone")
+    @classmethod
+    def _coverage_zone(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+    @field_validator("digest_time")
+    @classmethod
+    def _digest(cls, value: str) -> str:
+        parse_hhmm(value)
+        return value
+
     @field_validator("health_port")
     @classmethod
     def _port(cls, value: int) -> int:
@@ -157,6 +204,19 @@ class Settings(BaseSettings):
         base = self.api_base_url
         return None if base is None else base[: -len("/bot")] + "/file/bot"
 
+    @property
+    def coverage_window(self) -> tuple[time, time] | None:
+        """Returns covered hours as (start, end) local times, or None for every hour."""
+        if not self.coverage_hours:
+            return None
+        start, _, end = self.coverage_hours.partition("-")
+        return parse_hhmm(start), parse_hhmm(end)
+
+    @property
+    def coverage_weekdays(self) -> frozenset[int]:
+        """Returns the covered weekdays (Monday=0)."""
+        return frozenset(int(ch) for ch in self.coverage_days)
+
     def receivers_configured(self) -> bool:
         """Tells whether anybody would receive a request for contact."""
         return self.coordinator_chat_id is not None or bool(self.coordinator_ids)
@@ -173,6 +233,8 @@ class Settings(BaseSettings):
             problems.append("emergency_number_missing")
         if not self.pseudonym_key or self.pseudonym_key in {"change-me", "changeme"}:
             problems.append("pseudonym_key_missing")
+        if self.contact_expectation:
+            problems.append("contact_expectation_replaced")
         return problems
 
 

@@ -51,6 +51,10 @@ class Messages:
             return template
         return template.format(**params)
 
+    def has(self, key: str) -> bool:
+        """Tells whether a message exists (for keys built from codes, with a fallback)."""
+        return key in self.texts
+
     def fields(self, key: str) -> set[str]:
         """Returns the `{name}` fields a message expects."""
         return {name for _, name, _, _ in string.Formatter().parse(self.texts[key]) if name}

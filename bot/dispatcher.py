@@ -26,9 +26,11 @@ from sqlmodel.sql.expression import SelectOfScalar
 from telegram import Bot
 from telegram.ext import CallbackContext
 
-from bot import checkins, clock, ops, ratelimit
+from bot import alerts, checkins, clock, ops, ratelimit
 from bot.content import consent_text
 from bot.models import (
+    Alert,
+    AlertStatus,
     Answer,
     CheckIn,
     CheckInStatus,
@@ -104,6 +106,8 @@ class TickReport:
     blocked: int = 0
     released: int = 0
     resent_uncertain: int = 0  # uncertain check-ins given their one more try
+    alerts_queued: int = 0  # alerts (new, updated or sent again) queued for the care team
+    contact_failed: int = 0  # contact requests no receiver got: she was told to call
 
     def count_missed(self, reason: str) -> None:
         """Counts one check-in closed as missed."""
@@ -148,6 +152,7 @@ async def run_tick(services: Services, bot: Bot) -> TickReport:
     await recover_expired_leases(services=services, report=report)
     await resend_uncertain_checkins(services=services, report=report)
     await resume_expired_pauses(services=services, report=report)
+    await deliver_alerts(services=services, report=report)
     after: tuple[datetime, int] | None = None
     for _ in range(CLAIM_LIMIT // CLAIM_CHUNK):
         handled, after = await claim_due_checkins(
@@ -314,6 +319,74 @@ def _settle(session: AsyncSession, row: OutgoingMessage) -> bool:
     row.attempts = max(row.attempts, 2)
     session.add(row)
     return False
+
+
+# ---------------------------------------------------------------- alerts for the care team
+
+
+async def deliver_alerts(*, services: Services, report: TickReport) -> None:
+    """Queues what the care team must hear: new urgent alerts, reminders of unacknowledged
+    ones (in coverage), and tells her to call herself when no receiver got her request."""
+    at = clock.now()
+    settings = services.settings
+
+    async def deliver(session: AsyncSession, alert: Alert) -> bool:
+        return await alerts.deliver_one(session=session, settings=settings, alert=alert)
+
+    pending = select(Alert).where(
+        col(Alert.notify_pending).is_(True), col(Alert.status).in_(alerts.ACTIVE)
+    )
+    report.alerts_queued += await _for_each(services, pending, deliver, what="alert", model=Alert)
+
+    async def resend(session: AsyncSession, alert: Alert) -> bool:
+        stale = alert.last_notified_at is not None and (
+            alert.last_notified_at <= at - alerts.RESEND_AFTER
+        )
+        if not (alert.urgent and alert.status == AlertStatus.open and stale):
+            return False
+        if alert.resent >= alerts.MAX_RESENDS:
+            return False
+        alert.resent += 1
+        return (
+            await alerts.enqueue_alert(
+                session=session, settings=settings, alert=alert, reason="resend"
+            )
+            > 0
+        )
+
+    if alerts.in_coverage(settings, at):
+        again = select(Alert).where(
+            col(Alert.urgent).is_(True),
+            Alert.status == AlertStatus.open,
+            col(Alert.resent) < alerts.MAX_RESENDS,
+            col(Alert.last_notified_at) <= at - alerts.RESEND_AFTER,
+        )
+        report.alerts_queued += await _for_each(
+            services, again, resend, what="alert resend", model=Alert
+        )
+
+    async def tell_her(session: AsyncSession, alert: Alert) -> bool:
+        if not await alerts.contact_failed_everywhere(session=session, alert=alert):
+            return False
+        participant = await session.get(Participant, alert.participant_id)
+        if participant is None or participant.chat_id is None or participant.has_left:
+            return False
+        await enqueue(
+            session,
+            kind=alerts.CONTACT_FAILED_KIND,
+            chat_id=participant.chat_id,
+            participant_id=participant.id,
+            payload={"alert_id": alert.id},
+        )
+        report.contact_failed += 1
+        return True
+
+    unreached = select(Alert).where(
+        col(Alert.contact_requested).is_(True),
+        col(Alert.delivered_at).is_(None),
+        col(Alert.last_notified_at).is_not(None),
+    )
+    await _for_each(services, unreached, tell_her, what="contact request", model=Alert)
 
 
 # ---------------------------------------------------------------- (b) pauses

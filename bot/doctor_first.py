@@ -27,11 +27,13 @@ her TherapyChange rows and `Participant.therapy_status` tell researchers why it 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Literal
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot import alerts
 from bot.clock import now
 from bot.models import (
     Alert,
@@ -76,28 +78,10 @@ AdherenceMode = Literal["usual", "current", "none"]
 # ---------------------------------------------------------------- alert detail codes
 
 
-def parse_detail(detail: str | None) -> dict[str, str]:
-    """Reads an alert's `key=value;...` detail codes into a dict (in order)."""
-    out: dict[str, str] = {}
-    for part in (detail or "").split(";"):
-        key, sep, value = part.partition("=")
-        if sep and key:
-            out[key] = value
-    return out
-
-
-def format_detail(codes: dict[str, str]) -> str:
-    """Writes detail codes back as `key=value;...` (at most 500 characters)."""
-    return ";".join(f"{k}={v}" for k, v in codes.items() if v)[:500]
-
-
-def _add_code(codes: dict[str, str], key: str, value: str) -> bool:
-    """Adds a value to a `+`-joined code list; returns False when it was already there."""
-    values = [v for v in codes.get(key, "").split("+") if v]
-    if value in values:
-        return False
-    codes[key] = "+".join([*values, value])
-    return True
+# The detail codes live with the alerts; these names stay for the path's own use.
+parse_detail = alerts.parse_detail
+format_detail = alerts.format_detail
+_add_code = alerts.add_code
 
 
 def codes_of(alert: Alert, key: str) -> tuple[str, ...]:
@@ -122,17 +106,8 @@ def may_record(participant: Participant | None) -> bool:
 
 
 async def open_alert(*, session: AsyncSession, participant_id: int, kind: str) -> Alert | None:
-    """Returns her newest alert of this kind that no coordinator has acknowledged or closed."""
-    result = await session.exec(
-        select(Alert)
-        .where(
-            Alert.participant_id == participant_id,
-            Alert.kind == kind,
-            Alert.status == AlertStatus.open,
-        )
-        .order_by(col(Alert.created_at).desc(), col(Alert.id).desc())
-    )
-    return result.first()
+    """Returns her alert of this kind that is still open or acknowledged (not closed)."""
+    return await alerts.active_alert(session=session, participant_id=participant_id, kind=kind)
 
 
 async def _upsert_alert(
@@ -145,24 +120,16 @@ async def _upsert_alert(
     checkin_id: int | None = None,
     extra: Iterable[tuple[str, str]] = (),
 ) -> Alert:
-    """Updates her open alert of this kind (count, sources) or opens a new one."""
-    pid = participant.id or 0
-    alert = await open_alert(session=session, participant_id=pid, kind=kind)
-    if alert is None:
-        codes: dict[str, str] = {"src": source, "n": "1"}
-        alert = Alert(participant_id=pid, kind=kind, urgent=urgent, checkin_id=checkin_id)
-    else:
-        codes = parse_detail(alert.detail)
-        _add_code(codes, "src", source)
-        codes["n"] = str(int(codes.get("n", "1") or "1") + 1)
-        alert.urgent = alert.urgent or urgent
-        alert.checkin_id = alert.checkin_id or checkin_id
-    for key, value in extra:
-        _add_code(codes, key, value)
-    alert.detail = format_detail(codes)
-    session.add(alert)
-    await session.flush()
-    return alert
+    """Updates her active alert of this kind (count, sources) or opens a new one."""
+    return await alerts.upsert_alert(
+        session=session,
+        participant=participant,
+        kind=kind,
+        urgent=urgent,
+        source=source,
+        codes=extra,
+        checkin_id=checkin_id,
+    )
 
 
 async def start_path(
@@ -214,8 +181,9 @@ async def record_doctor_answer(*, session: AsyncSession, alert: Alert, answer: s
         raise ValueError(f"unknown doctor answer {answer!r}")
     codes = parse_detail(alert.detail)
     codes["doctor"] = answer
-    if answer != ADVISED:
+    if answer != ADVISED and not alert.urgent:
         alert.urgent = True
+        alerts.mark_new(alert)  # now the care team should hear of it
     alert.detail = format_detail(codes)
     session.add(alert)
     await session.flush()
@@ -359,12 +327,14 @@ async def record_barrier(
     return report
 
 
-async def request_contact(*, session: AsyncSession, alert: Alert) -> bool:
-    """Marks that she asked the care team to contact her; False when already asked."""
+async def request_contact(*, session: AsyncSession, alert: Alert, due_by: datetime) -> bool:
+    """Marks that she asked the care team to contact her, by when; False when already asked."""
     if alert.contact_requested:
         return False
     alert.contact_requested = True
     alert.urgent = True
+    alert.due_by = due_by
+    alerts.mark_new(alert)
     session.add(alert)
     await session.flush()
     return True

@@ -381,6 +381,19 @@ class Alert(SQLModel, table=True):
     acknowledged_by: str | None = Field(default=None, max_length=64)
     closed_at: datetime | None = ts()
     closed_by: str | None = Field(default=None, max_length=64)
+    # Why it closed: resolved | not_actionable | system codes (deleted, reachable, advised).
+    closed_reason: str | None = Field(default=None, max_length=32)
+    # How many triggers it gathered while open, and the latest one (one row per kind).
+    count: int = 1
+    last_triggered_at: datetime | None = ts()
+    # A contact request: the team should reach her by then (working days from the request).
+    due_by: datetime | None = ts()
+    # Something new to tell the care team (a new alert, a new red flag, a contact request):
+    # the dispatcher delivers it within one tick and clears this.
+    notify_pending: bool = False
+    # Urgent alerts nobody acknowledged are sent again, at most twice, within coverage.
+    resent: int = 0
+    last_notified_at: datetime | None = ts()
 
 
 # A tailored offer shown after a check-in (at most once a week each), or turned off by her.
@@ -429,3 +442,47 @@ __all__ = [
     "TherapyChange",
     "TherapyStatus",
 ]
+
+
+class Role(StrEnum):
+    admin = "admin"
+    coordinator = "coordinator"
+    researcher = "researcher"
+
+
+# A role granted in the bot or the CLI; roles seeded by ADMIN_IDS, COORDINATOR_IDS and
+# RESEARCHER_IDS are not stored and cannot be revoked by command. Revoked rows stay (audit).
+class StaffRole(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    telegram_user_id: int = big(nullable=False, index=True)
+    role: Role = enum_column(Role, None)
+    granted_by: str = Field(max_length=64)
+    granted_at: datetime = created_ts()
+    revoked_at: datetime | None = ts()
+    revoked_by: str | None = Field(default=None, max_length=64)
+
+
+# One action a member of the care team took on an alert: its history, kept for exports.
+class AlertAction(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: int = Field(foreign_key="alert.id", index=True)
+    actor: str = Field(max_length=64)  # "staff:<code>" or "system:<why>"
+    action: str = Field(max_length=32)  # acknowledge | contacted | resolved | not_actionable
+    at: datetime = created_ts()
+
+
+# A Telegram message that shows an alert to the care team, so a press updates every copy.
+class AlertMessage(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: int = Field(foreign_key="alert.id", index=True)
+    chat_id: int = big(nullable=False)
+    message_id: int = big(nullable=False)
+    sent_at: datetime = created_ts()
+
+
+# What a member of staff's next typed message answers (a message to a participant, ...),
+# kept apart from Participant.awaiting so staff text is never read as a patient's.
+class StaffState(SQLModel, table=True):
+    telegram_user_id: int = Field(sa_column=sa.Column(sa.BigInteger(), primary_key=True))
+    awaiting: str | None = Field(default=None, max_length=64)
+    updated_at: datetime = created_ts()

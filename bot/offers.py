@@ -22,11 +22,11 @@ import yaml
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot import checkins
+from bot import alerts, checkins
 from bot.clock import now
 from bot.content import DEFAULT_LOCALE, ContentError, Questionnaire, messages, questionnaire
 from bot.education import pages_offerable_after_checkin
-from bot.models import Alert, AlertStatus, Answer, CheckIn, Lifecycle, OfferEvent, Participant
+from bot.models import Alert, Answer, CheckIn, CheckInStatus, Lifecycle, OfferEvent, Participant
 from bot.paths import content_dir
 
 RULES_FILE = Path("rules/offers.yaml")
@@ -67,11 +67,15 @@ class OfferSpec:
 
 @dataclass(frozen=True)
 class AlertSpec:
-    """The coordinator alert a rule implies: its kind, urgent or digest, and its quiet period."""
+    """The coordinator alert a rule implies: its kind, and urgent or a digest line.
+
+    `urgent_after`: urgent only when the rule also fired on the check-ins just before this
+    one (2: two in a row); before that the alert is a digest line. Against alert fatigue.
+    """
 
     kind: str
     urgent: bool
-    quiet_days: int
+    urgent_after: int = 1
 
 
 @dataclass(frozen=True)
@@ -180,9 +184,10 @@ def _alert(raw: Any, where: str) -> AlertSpec | None:
     urgent = raw.get("urgent")
     if not isinstance(urgent, bool):
         raise ContentError(f"{where}: 'alert.urgent' must be true or false")
-    return AlertSpec(
-        kind=str(raw["kind"]), urgent=urgent, quiet_days=_int(raw, "quiet_days", where)
-    )
+    after = raw.get("urgent_after", 1)
+    if not isinstance(after, int) or isinstance(after, bool) or not 1 <= after <= 10:
+        raise ContentError(f"{where}: 'alert.urgent_after' must be a whole number from 1 to 10")
+    return AlertSpec(kind=str(raw["kind"]), urgent=urgent, urgent_after=after)
 
 
 def parse_rules(
@@ -423,33 +428,86 @@ async def _may_show(
     return True
 
 
+async def _fired_in_a_row(
+    *,
+    session: AsyncSession,
+    participant: Participant,
+    checkin: CheckIn,
+    rule: Rule,
+    times: int,
+    book: Rulebook,
+) -> bool:
+    """Tells whether the rule also fired on her `times - 1` answered check-ins before this one."""
+    if times <= 1:
+        return True
+    earlier = await session.exec(
+        select(CheckIn)
+        .where(
+            CheckIn.participant_id == participant.id,
+            CheckIn.status == CheckInStatus.completed,
+            col(CheckIn.due_at) < checkin.due_at,
+        )
+        .order_by(col(CheckIn.due_at).desc())
+        .limit(times - 1)
+    )
+    before = list(earlier.all())
+    if len(before) < times - 1:
+        return False
+    for previous in before:
+        answers = await checkins.answer_values(session=session, checkin=previous)
+        fired = await _fires(
+            session=session,
+            participant=participant,
+            checkin=previous,
+            rule=rule,
+            answers=answers,
+            book=book,
+        )
+        if fired is None:
+            return False
+    return True
+
+
 async def _raise_alert(
-    *, session: AsyncSession, participant: Participant, checkin: CheckIn, firing: Firing
+    *,
+    session: AsyncSession,
+    participant: Participant,
+    checkin: CheckIn,
+    firing: Firing,
+    book: Rulebook,
 ) -> Alert | None:
-    """Creates the alert a rule implies, unless one is already open within its quiet days."""
+    """Raises (or updates) the alert a rule implies: one active alert per kind (bot.alerts)."""
     spec = firing.rule.alert
     if spec is None:
         return None
-    result = await session.exec(
-        select(Alert).where(Alert.participant_id == participant.id, Alert.kind == spec.kind)
+    urgent = spec.urgent and await _fired_in_a_row(
+        session=session,
+        participant=participant,
+        checkin=checkin,
+        rule=firing.rule,
+        times=spec.urgent_after,
+        book=book,
     )
-    existing = list(result.all())
-    if any(a.checkin_id == checkin.id for a in existing):
-        return None
-    if spec.quiet_days > 0:
-        since = now() - timedelta(days=spec.quiet_days)
-        if any(a.status == AlertStatus.open and a.created_at > since for a in existing):
-            return None
-    alert = Alert(
-        participant_id=participant.id or 0,
+    # Codes and scores only: never her note or any other text she typed. Each red-flag
+    # symptom is a code of its own, so a new one tells the care team something new.
+    codes: list[tuple[str, str]] = [("rule", firing.rule.code)]
+    for part in firing.detail.split(";"):
+        key, sep, value = part.partition("=")
+        if not sep:
+            continue
+        if firing.rule.when.kind == "any_of":
+            codes += [("sym", v) for v in value.split(",") if v]
+        else:
+            codes.append((key, value))
+    return await alerts.upsert_alert(
+        session=session,
+        participant=participant,
         kind=spec.kind,
-        urgent=spec.urgent,
-        # Codes and scores only: never her note or any other text she typed.
-        detail=f"rule={firing.rule.code};{firing.detail}"[:500],
+        urgent=urgent,
+        source="checkin",
+        codes=codes,
         checkin_id=checkin.id,
     )
-    session.add(alert)
-    return alert
 
 
 async def evaluate(
@@ -477,7 +535,7 @@ async def evaluate(
         if firing is None:
             continue
         await _raise_alert(
-            session=session, participant=participant, checkin=checkin, firing=firing
+            session=session, participant=participant, checkin=checkin, firing=firing, book=book
         )
         if len(offers) >= book.max_offers_per_checkin or rule.offer is None:
             continue

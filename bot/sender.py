@@ -34,7 +34,7 @@ from typing import Any
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from telegram import Bot
+from telegram import Bot, Message
 from telegram.error import (
     BadRequest,
     ChatMigrated,
@@ -66,7 +66,7 @@ MAX_NETWORK_ATTEMPTS = 5
 AT_LEAST_ONCE = ("alert",)
 # How far ahead a reserved slot may lie before the row goes back to the queue (after a 429).
 MAX_SLOT_WAIT = timedelta(seconds=30)
-HARMLESS_400 = ("message is not modified", "query is too old")
+HARMLESS_400 = ("message is not modified", "query is too old", "message to edit not found")
 CHECKIN_KINDS = ("checkin", "reminder")
 OPEN_STATUSES = (CheckInStatus.sent, CheckInStatus.partial)
 
@@ -338,14 +338,26 @@ async def _send_claimed(
     row, rendered, slot = prepared
     kind = row.kind
     await ratelimit.wait_until(slot, sleep)
+    edit_id = rendered.extra.get("edit_message_id")
     try:
-        message = await bot.send_message(
-            chat_id=row.chat_id,
-            text=rendered.text,
-            reply_markup=keyboard(rendered.buttons),
-            protect_content=rendered.protect_content,
-            parse_mode=rendered.extra.get("parse_mode"),
-        )
+        if isinstance(edit_id, int):
+            # An update of a message already in that chat (another copy of an alert).
+            edited = await bot.edit_message_text(
+                text=rendered.text,
+                chat_id=row.chat_id,
+                message_id=edit_id,
+                reply_markup=keyboard(rendered.buttons),
+            )
+            message_id = edited.message_id if isinstance(edited, Message) else edit_id
+        else:
+            message = await bot.send_message(
+                chat_id=row.chat_id,
+                text=rendered.text,
+                reply_markup=keyboard(rendered.buttons),
+                protect_content=rendered.protect_content,
+                parse_mode=rendered.extra.get("parse_mode"),
+            )
+            message_id = message.message_id
     except RetryAfter as exc:
         until = clock.now() + timedelta(seconds=retry_after_seconds(exc))
         await ratelimit.pause_all(db=services.db, until=until)
@@ -376,7 +388,7 @@ async def _send_claimed(
         log.error("send of outbox row %s failed: %s", row_id, type(exc).__name__)
         outcome = await record_uncertain(services, row_id, error_text(exc))
         return SendResult(outcome, kind=kind)
-    await _record_sent(services, row_id, message.message_id)
+    await _record_sent(services, row_id, message_id)
     return SendResult(Outcome.sent, kind=kind)
 
 

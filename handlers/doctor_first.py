@@ -13,7 +13,8 @@ from typing import Any
 from telegram import Update
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, filters
 
-from bot import doctor_first
+from bot import alerts, doctor_first
+from bot.clock import now
 from bot.content import Messages
 from bot.doctor_first import ADVISED, PRIVATE, SWITCHED
 from bot.models import Alert, AlertStatus
@@ -59,10 +60,10 @@ def _barrier_question(m: Messages, alert: Alert, n: int) -> Screen:
     return Screen(m.get("doctor_first.ask_barrier"), rows)
 
 
-def _contact_step(t: Turn, alert: Alert) -> tuple[str, Buttons | None]:
+async def _contact_step(t: Turn, alert: Alert) -> tuple[str, Buttons | None]:
     """Offers contact when someone would receive the request; otherwise asks her to call."""
     m = t.m
-    if t.settings.receivers_configured():
+    if await alerts.receivers(session=t.session, settings=t.settings):
         return m.get("doctor_first.contact_offer"), [
             [(m.get("doctor_first.btn_contact"), STEPS["k"].build(alert.id))]
         ]
@@ -190,12 +191,17 @@ async def _path_step(t: Turn, alert: Alert, step: str, fields: tuple[Any, ...]) 
     if step == "k":
         if not _close_question(t):
             return
-        if not t.settings.receivers_configured():
+        if not await alerts.receivers(session=t.session, settings=t.settings):
             reply.say(m.get("doctor_first.call_team"))
             return
-        await doctor_first.request_contact(session=t.session, alert=alert)
+        await doctor_first.request_contact(
+            session=t.session, alert=alert, due_by=alerts.due_by(t.settings, now())
+        )
         emergency = emergency_for(participant, t.settings)
-        when = t.settings.contact_expectation
+        days = t.settings.contact_within_working_days
+        when = m.get(
+            "doctor_first.within_day" if days == 1 else "doctor_first.within_days", n=days
+        )
         reply.say(m.get("doctor_first.contact_requested", when=when, emergency=emergency))
         return
     n, value = fields[1], fields[2]
@@ -256,7 +262,7 @@ async def _path_step(t: Turn, alert: Alert, step: str, fields: tuple[Any, ...]) 
     text = m.get("doctor_first.barrier_noted")
     if value in TIPS:
         text += " " + m.get(f"doctor_first.tip_{value}")
-    contact, buttons = _contact_step(t, alert)
+    contact, buttons = await _contact_step(t, alert)
     reply.say(text + "\n\n" + contact, buttons)
     await _resume_checkin(t)
 

@@ -24,7 +24,7 @@ from bot.models import Participant
 from handlers.common import BotContext, msgs
 from handlers.ui import Turn, turn
 from handlers.views.checkin import open_question
-from handlers.views.common import emergency_for, way_on
+from handlers.views.common import emergency_for, unknown_command, way_on
 from handlers.views.safety import detect, safety_reply
 
 log = logging.getLogger(__name__)
@@ -99,10 +99,7 @@ def helpful_text(t: Turn, participant: Participant) -> str:
 @turn
 async def on_unknown_command(t: Turn) -> None:
     """Answers a command no flow knows with the commands that exist."""
-    if t.participant is None:
-        t.reply.say(msgs().get("fallback.not_started"))
-        return
-    t.reply.say(t.m.get("fallback.unknown_command"), way_on(t.participant))
+    t.reply.show(unknown_command(t.participant))
 
 
 @turn

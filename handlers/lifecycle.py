@@ -25,7 +25,7 @@ from bot.models import Lifecycle
 from bot.outbox import Buttons
 from handlers.common import BotContext, msgs
 from handlers.ui import Turn, turn
-from handlers.views.common import help_text, privacy_text
+from handlers.views.common import help_text, privacy_text, staff_help
 from handlers.views.doctor_first import start_view
 from handlers.views.lifecycle import (
     CANCEL,
@@ -96,6 +96,9 @@ async def on_resume(t: Turn) -> None:
 async def on_help(t: Turn) -> None:
     """Says what the bot can do, that it is not a doctor, and her emergency number."""
     t.reply.say(help_text(t.participant, t.settings))
+    staff = await staff_help(session=t.session, settings=t.settings, user_id=t.user_id)
+    if staff is not None:
+        t.reply.show(staff)  # a role adds commands; it takes none away
 
 
 @turn

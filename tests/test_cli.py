@@ -271,8 +271,10 @@ def test_env_example_documents_every_setting_and_loads(monkeypatch: pytest.Monke
 
     example = REPO_DIR / ".env.example"
     names = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", example.read_text(), flags=re.M))
-    fields = {name.upper() for name in Settings.model_fields}
-    for name in fields:
+    # Replaced settings are read only to say what replaced them; they are not documented.
+    replaced = {"CONTACT_EXPECTATION"}
+    fields = {name.upper() for name in Settings.model_fields} - replaced
+    for name in fields | replaced:
         monkeypatch.delenv(name, raising=False)
     assert fields - names == set(), "settings missing from .env.example"
     assert names - fields == set(), ".env.example names unknown settings"
@@ -282,3 +284,13 @@ def test_env_example_documents_every_setting_and_loads(monkeypatch: pytest.Monke
         "emergency_number_missing",
         "pseudonym_key_missing",
     ]
+
+
+def test_run_with_the_replaced_contact_expectation_says_what_replaced_it(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CONTACT_EXPECTATION", "within 2 working days")
+    code = main(["run"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "CONTACT_WITHIN_WORKING_DAYS" in err and "no longer exists" in err

@@ -408,7 +408,7 @@ async def test_no_contact_button_without_a_receiver(harness: Harness) -> None:
 # ---------------------------------------------------------------- repeats and buttons
 
 
-async def test_repeated_triggers_update_one_open_alert_until_a_coordinator_acknowledges(
+async def test_repeated_triggers_update_one_alert_until_a_coordinator_closes_it(
     harness: Harness,
 ) -> None:
     h = harness
@@ -424,7 +424,13 @@ async def test_repeated_triggers_update_one_open_alert_until_a_coordinator_ackno
     assert detail["src"] == "command+free_text+stop_menu"
     assert alert.urgent  # never lowered by a later trigger
 
+    # Acknowledged is still active: a new trigger updates the same row.
     await set_alert_status(h, alert.id, AlertStatus.acknowledged)
+    await h.command(PATIENT, "thinking_of_stopping")
+    [still] = await alerts(h, "stop_intent")
+    assert doctor_first.parse_detail(still.detail)["n"] == "4"
+    # A closed alert never reopens: the next trigger opens a new one.
+    await set_alert_status(h, alert.id, AlertStatus.closed)
     await h.command(PATIENT, "thinking_of_stopping")
     rows = await alerts(h, "stop_intent")
     assert len(rows) == 2 and rows[1].status == AlertStatus.open

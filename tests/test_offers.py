@@ -185,10 +185,11 @@ async def test_checkin_with_pain_7_offers_what_may_help_and_opens_the_page(
         ("pain_help", "shown"),
     ]
     assert [v.page_id for v in await rows(h, PageView)] == ["what-may-help"]
-    # Pain 7 is severe: the care team gets an urgent alert row (codes only).
+    # Pain 7 is severe: one severe check-in is a digest line for the care team (codes only);
+    # two in a row are urgent (tests below).
     alerts = await rows(h, Alert)
     assert [(a.kind, a.urgent, a.detail) for a in alerts] == [
-        ("severe_pain", True, "rule=severe_pain;worst_pain=7")
+        ("severe_pain", False, "n=1;src=checkin;rule=severe_pain;worst_pain=7")
     ]
 
 
@@ -220,7 +221,7 @@ async def test_pain_twice_above_baseline_suggests_the_doctor(harness: Harness) -
     alerts = [a for a in await rows(h, Alert) if a.kind == "worsening"]
     assert len(alerts) == 1
     assert alerts[0].urgent is False  # a line in the coordinators' digest
-    assert alerts[0].detail == "rule=worsening;baseline=2;worst_pain_recent=2,4,4"
+    assert alerts[0].detail == "n=1;src=checkin;rule=worsening;baseline=2;worst_pain_recent=2,4,4"
 
 
 async def test_fewer_than_7_pain_answers_never_fire_the_baseline_rule(harness: Harness) -> None:
@@ -257,19 +258,24 @@ async def test_red_flag_answer_offers_the_care_team_page_and_raises_an_urgent_al
     assert [label for label, _ in offers[0].buttons()] == ["Read: When to contact your care team"]
     alerts = await rows(h, Alert)
     assert [(a.kind, a.urgent, a.status, a.detail) for a in alerts] == [
-        ("red_flag", True, AlertStatus.open, "rule=red_flag;new_symptoms=numbness")
+        ("red_flag", True, AlertStatus.open, "n=1;src=checkin;rule=red_flag;sym=numbness")
     ]
+    assert alerts[0].notify_pending  # the care team hears of it within one dispatcher tick
     await h.press(PATIENT, "Read: When to contact your care team", message=offers[0])
     assert "When to contact your care team" in h.last(PATIENT).text
 
-    # The next day's red flag gets the advice and an alert again: no weekly limit on these.
+    # The next day's red flag gets the advice again (no weekly limit on these); the open
+    # alert is updated, and a new symptom is news for the care team.
+    async with h.db.session() as session:
+        alert = (await session.exec(select(Alert))).one()
+        alert.notify_pending = False  # as if the dispatcher had delivered it
+        session.add(alert)
     clock.advance(timedelta(days=1))
     chat = await check_in(h, pain="2", symptoms=("I had a fall",))
     assert any(RED_FLAG in t for t in offer_texts(chat))
-    assert [a.detail for a in await rows(h, Alert)] == [
-        "rule=red_flag;new_symptoms=numbness",
-        "rule=red_flag;new_symptoms=fall",
-    ]
+    [alert] = await rows(h, Alert)
+    assert alert.detail == "n=2;src=checkin;rule=red_flag;sym=numbness+fall"
+    assert alert.count == 2 and alert.notify_pending
 
 
 async def test_red_flag_offer_comes_first_and_at_most_two_offers_follow(
@@ -444,16 +450,28 @@ async def test_alert_rows_carry_no_patient_text(harness: Harness) -> None:
     assert [a.value for a in note if a.value] == [secret]  # stored with her answers only
 
 
-async def test_an_open_alert_is_not_repeated_within_its_quiet_days(harness: Harness) -> None:
+async def test_severe_pain_is_urgent_only_on_two_checkins_in_a_row_and_one_alert_stays_open(
+    harness: Harness,
+) -> None:
     h = harness
     await make_active_participant(h.db)
     await check_in(h, pain="8")
+    [first] = await rows(h, Alert)
+    assert (first.kind, first.urgent, first.notify_pending) == ("severe_pain", False, False)
     clock.advance(timedelta(days=1))
     await check_in(h, pain="8")
-    assert [a.kind for a in await rows(h, Alert)] == ["severe_pain"]
+    [second] = await rows(h, Alert)  # the same row, updated
+    assert (second.urgent, second.count, second.notify_pending) == (True, 2, True)
     async with h.db.session() as session:
         alert = (await session.exec(select(Alert))).one()
         alert.status = AlertStatus.acknowledged
+        session.add(alert)
+    clock.advance(timedelta(days=1))
+    await check_in(h, pain="8")
+    assert [a.count for a in await rows(h, Alert)] == [3]  # acknowledged is still active
+    async with h.db.session() as session:
+        alert = (await session.exec(select(Alert))).one()
+        alert.status = AlertStatus.closed
         session.add(alert)
     clock.advance(timedelta(days=1))
     await check_in(h, pain="8")

@@ -14,7 +14,7 @@ from sqlmodel.sql.sqltypes import AutoString
 
 import bot.models  # noqa: F401  (registers every table on the metadata)
 from bot.db import ensure_sqlite_folder, is_sqlite, sync_url
-from bot.models import UTCDateTime
+from bot.models import EnumText, UTCDateTime
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -24,6 +24,8 @@ def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
     """Renders project column types as plain SQLAlchemy types, so revisions import no app code."""
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
+    if type_ == "type" and isinstance(obj, EnumText):
+        return f"sa.String(length={obj.length})"  # a StrEnum stored as VARCHAR
     if type_ == "type" and isinstance(obj, AutoString):
         return f"sa.String(length={obj.length})" if obj.length else "sa.String()"
     return False

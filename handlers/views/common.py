@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot import roles
 from bot.config import Settings
+from bot.content import messages
 from bot.countries import emergency_number
 from bot.models import Participant
 from bot.outbox import Buttons
 from handlers.common import msgs
+from handlers.ui import Screen
 from handlers.views.lifecycle import HELP, PRIVACY, button
 
 
@@ -38,3 +43,22 @@ def help_text(participant: Participant | None, settings: Settings) -> str:
 def privacy_text(participant: Participant | None, settings: Settings) -> str:
     """Returns the /privacy text."""
     return msgs(participant).get("help.privacy", study=settings.study_name)
+
+
+def unknown_command(participant: Participant | None) -> Screen:
+    """Returns the reply to a command nobody knows (also what a privileged command gets from
+    someone without the role: it must not tell anyone that the command exists)."""
+    if participant is None:
+        return Screen(msgs().get("fallback.not_started"))
+    return Screen(msgs(participant).get("fallback.unknown_command"), way_on(participant))
+
+
+async def staff_help(
+    *, session: AsyncSession, settings: Settings, user_id: int | None
+) -> Screen | None:
+    """Returns the care team's own /help, or None for someone without a role."""
+    if not await roles.may(
+        session=session, settings=settings, telegram_user_id=user_id, work=roles.OVERVIEW
+    ):
+        return None
+    return Screen(messages("en").get("care_team.staff_help"))
