@@ -48,12 +48,26 @@ def ensure_sqlite_folder(url: str) -> None:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own transaction handling off: SQLAlchemy's "begin" event below decides.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA synchronous=NORMAL")  # safe with WAL; a commit need not fsync
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _begin_immediate(conn: Any) -> None:
+    """Starts every SQLite transaction as a writer (BEGIN IMMEDIATE).
+
+    A deferred transaction that reads and then writes cannot wait for the lock if another
+    connection committed in between (SQLite answers "database is locked" at once, without the
+    busy timeout). Update handlers, the dispatcher job and the reply path run concurrently in
+    one process, so every transaction takes the write lock up front and simply queues behind
+    the one before it (busy_timeout). Readers outside a transaction are not affected (WAL).
+    """
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Database:
@@ -70,6 +84,7 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(async_url(url), **kwargs)
         if is_sqlite(url):
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "begin", _begin_immediate)
         self._sessions = async_sessionmaker(
             self.engine, class_=AsyncSession, expire_on_commit=False
         )

@@ -47,7 +47,7 @@ from handlers.common import BotContext, msgs, participant_for
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 4  # outcome-unknown failures of one call: the first try and three more
+MAX_ATTEMPTS = 5  # outcome-unknown failures of one call: the first try and four more
 MAX_RATE_LIMITED = 6  # 429s of one call before giving up (each one is waited out)
 BACKOFF_SECONDS = 0.5  # doubled after each failed attempt
 # Telegram's answers that mean "already done" or "too late to matter".
