@@ -53,6 +53,7 @@ pytest: $(STAMP) ## Run the tests (PostgreSQL ones need TEST_POSTGRES_URL)
 
 bench: $(STAMP) ## Run the benchmarks in bench/
 	$(BIN)/python bench/dispatch_bench.py
+	$(BIN)/python bench/tap_bench.py
 
 clean: ## Remove .venv and caches (keeps data/)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
