@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.paths import data_dir
@@ -119,16 +119,18 @@ class Settings(BaseSettings):
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("default_timezone")
+    @field_validator("default_timezone", "coverage_timezone")
     @classmethod
-    def _known_zone(cls, value: str) -> str:
+    def _known_zone(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if not value and info.field_name == "coverage_timezone":
+            return None  # empty: the team works in DEFAULT_TIMEZONE
         try:
-            ZoneInfo(value)
+            ZoneInfo(value or "")
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown IANA time zone {value!r}") from exc
         return value
 
-    @field_validator("default_checkin_time")
+    @field_validator("default_checkin_time", "digest_time")
     @classmethod
     def _hhmm(cls, value: str) -> str:
         parse_hhmm(value)
@@ -159,23 +161,6 @@ class Settings(BaseSettings):
         if not digits or any(ch not in "0123456" for ch in digits):
             raise ValueError("must be weekday digits 0-6 (Monday=0), e.g. 01234")
         return digits
-
-    @field_validator("coverage_timezone")
-    @classmethod
-    def _coverage_zone(cls, value: str | None) -> str | None:
-        if not value:
-            return None
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown IANA time zone {value!r}") from exc
-        return value
-
-    @field_validator("digest_time")
-    @classmethod
-    def _digest(cls, value: str) -> str:
-        parse_hhmm(value)
-        return value
 
     @field_validator("health_port")
     @classmethod
