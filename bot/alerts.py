@@ -15,6 +15,11 @@ loop around them:
 - **Actions** (`act`): Acknowledge -> acknowledged; Contacted -> acknowledged, with the action
   recorded; Resolved and Not actionable -> closed. Every action is a row of its own. The first
   press wins; a later one learns who acted.
+- **The daily digest** (`queue_digests`): alerts not marked urgent reach each care-team chat as
+  one summary a day at DIGEST_TIME in the team's zone, decided from the outbox (a `digest` row
+  per chat carries the local date), so a restart never sends it twice. A contact request still
+  not answered after its due-by is escalated then: at the top of the digest, and sent once more
+  to the team as urgent (`escalate_overdue`, recorded as an `escalated` action).
 
 Alerts carry codes and numbers only, never a word she typed.
 """
@@ -23,15 +28,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+import sqlalchemy as sa
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import Select, SelectOfScalar
 
 from bot.clock import now
-from bot.config import Settings
+from bot.config import Settings, parse_hhmm
 from bot.models import (
     Alert,
     AlertAction,
@@ -48,6 +55,12 @@ ACTIVE = (AlertStatus.open, AlertStatus.acknowledged)
 ALERT_KIND = "alert"  # outbox kind: one alert message to one care-team chat
 ALERT_EDIT_KIND = "alert_edit"  # outbox kind: an update of a copy someone else pressed
 CONTACT_FAILED_KIND = "contact_failed"  # outbox kind: tells her to call the team herself
+DIGEST_KIND = "digest"  # outbox kind: one care-team chat's daily summary (payload: local date)
+OVERDUE_ACTOR = "system:overdue"
+ESCALATED = "escalated"  # action: an overdue contact request was sent to the team again
+# Actions that record what the system did, not a decision on the alert: a press that comes
+# too late is told about the decision, never about these.
+INFO_ACTIONS = (ESCALATED, CONTACT_FAILED_KIND)
 MAX_RESENDS = 2
 RESEND_AFTER = timedelta(hours=2)
 # Codes whose new values are news for the care team (a new red flag, a new rule).
@@ -220,7 +233,7 @@ async def act(*, session: AsyncSession, alert_id: int, actor: str, action: Actio
     if not applies:
         last = await session.exec(
             select(AlertAction)
-            .where(AlertAction.alert_id == alert_id)
+            .where(AlertAction.alert_id == alert_id, col(AlertAction.action).not_in(INFO_ACTIONS))
             .order_by(col(AlertAction.at).desc(), col(AlertAction.id).desc())
         )
         previous = last.first()
@@ -243,7 +256,7 @@ async def act(*, session: AsyncSession, alert_id: int, actor: str, action: Actio
     return ActResult(True, alert, by=actor, earlier=action)
 
 
-async def _done(session: AsyncSession, alert_id: int, action: Action) -> bool:
+async def _done(session: AsyncSession, alert_id: int, action: str) -> bool:
     """Tells whether this action was already recorded on the alert."""
     rows = await session.exec(
         select(AlertAction.id).where(
@@ -430,3 +443,148 @@ async def contact_failed_everywhere(*, session: AsyncSession, alert: Alert) -> b
         AlertAction(alert_id=alert.id or 0, actor="system:sender", action="contact_failed")
     )
     return True
+
+
+# ---------------------------------------------------------------- the daily digest
+
+
+def digest_cutoff(settings: Settings, at: datetime) -> datetime | None:
+    """Returns today's digest instant (DIGEST_TIME in the team's zone) once it has passed."""
+    zone = _zone(settings)
+    local = at.astimezone(zone)
+    instant = datetime.combine(local.date(), parse_hhmm(settings.digest_time), tzinfo=zone)
+    return instant.astimezone(at.tzinfo) if at >= instant else None
+
+
+def digest_day(settings: Settings, cutoff: datetime) -> date:
+    """Returns the team's local date of a digest instant."""
+    return cutoff.astimezone(_zone(settings)).date()
+
+
+def _action_exists(action: str) -> sa.Exists:
+    """Returns an EXISTS clause: the alert of the outer query has this action recorded."""
+    return (
+        select(AlertAction.id)
+        .where(col(AlertAction.alert_id) == col(Alert.id), AlertAction.action == action)
+        .exists()
+    )
+
+
+def overdue_contacts(at: datetime) -> SelectOfScalar[Alert]:
+    """Returns the query for contact requests past their due-by at `at` that nobody answered
+    (no Contacted press, not closed), earliest due first."""
+    return (
+        select(Alert)
+        .where(
+            col(Alert.contact_requested).is_(True),
+            col(Alert.status).in_(ACTIVE),
+            col(Alert.due_by) < at,
+            ~_action_exists(Action.contacted),
+        )
+        .order_by(col(Alert.due_by), col(Alert.id))
+    )
+
+
+def not_yet_escalated(at: datetime) -> SelectOfScalar[Alert]:
+    """Returns the query for overdue contact requests not yet sent to the team again."""
+    return overdue_contacts(at).where(~_action_exists(ESCALATED))
+
+
+async def escalate_overdue(
+    *, session: AsyncSession, settings: Settings, alert: Alert, at: datetime
+) -> bool:
+    """Sends an overdue contact request to the team once more, as urgent (once per alert)."""
+    overdue = alert.contact_requested and alert.due_by is not None and alert.due_by < at
+    if not overdue or alert.status not in ACTIVE or alert.id is None:
+        return False
+    if await _done(session, alert.id, ESCALATED) or await _done(
+        session, alert.id, Action.contacted
+    ):
+        return False
+    if await _participant_deleted(session, alert):
+        return False
+    if await enqueue_alert(session=session, settings=settings, alert=alert, reason="overdue") == 0:
+        return False  # nobody to tell yet: the next tick tries again
+    session.add(AlertAction(alert_id=alert.id, actor=OVERDUE_ACTOR, action=ESCALATED, at=now()))
+    return True
+
+
+def _digest_lines(cutoff: datetime) -> Select[Alert, Participant]:
+    """Returns the query for the digest's lines: open alerts not marked urgent, raised by the
+    cut-off (a later one waits for tomorrow's digest), of participants not deleted."""
+    return (
+        select(Alert, Participant)
+        .join(Participant, col(Participant.id) == col(Alert.participant_id))
+        .where(
+            col(Alert.urgent).is_(False),
+            Alert.status == AlertStatus.open,
+            col(Alert.created_at) <= cutoff,
+            Participant.status != Lifecycle.deleted,
+        )
+        .order_by(col(Alert.created_at), col(Alert.id))
+    )
+
+
+async def digest_alerts(
+    *, session: AsyncSession, cutoff: datetime
+) -> list[tuple[Alert, Participant]]:
+    """Returns the digest's lines with their participants, oldest first."""
+    return list((await session.exec(_digest_lines(cutoff))).all())
+
+
+async def overdue_alerts(
+    *, session: AsyncSession, cutoff: datetime
+) -> list[tuple[Alert, Participant]]:
+    """Returns the overdue contact requests with their participants (deleted ones left out)."""
+    found: list[tuple[Alert, Participant]] = []
+    for alert in (await session.exec(overdue_contacts(cutoff))).all():
+        participant = await session.get(Participant, alert.participant_id)
+        if participant is not None and participant.status != Lifecycle.deleted:
+            found.append((alert, participant))
+    return found
+
+
+async def digest_sent(*, session: AsyncSession, chat_id: int, day: date) -> bool:
+    """Tells whether this chat's digest for this local day was queued already (in any state)."""
+    rows = await session.exec(
+        select(OutgoingMessage.id)
+        .where(
+            OutgoingMessage.kind == DIGEST_KIND,
+            OutgoingMessage.chat_id == chat_id,
+            col(OutgoingMessage.payload).contains(f'"date": "{day.isoformat()}"'),
+        )
+        .limit(1)
+    )
+    return rows.first() is not None
+
+
+async def _has_news(session: AsyncSession, cutoff: datetime) -> bool:
+    """Tells whether a digest would say anything: a line, or an overdue contact request."""
+    line = await session.exec(_digest_lines(cutoff).limit(1))
+    if line.first() is not None:
+        return True
+    return bool(await overdue_alerts(session=session, cutoff=cutoff))
+
+
+async def queue_digests(*, session: AsyncSession, settings: Settings, cutoff: datetime) -> int:
+    """Queues today's digest for each care-team chat that has not had it; returns how many.
+
+    Nothing is queued when there is nothing to report; the rows themselves say which chats had
+    today's digest, so a restart (or a second dispatcher) never sends one twice.
+    """
+    day = digest_day(settings, cutoff)
+    chats = [
+        chat_id
+        for chat_id in await receivers(session=session, settings=settings)
+        if not await digest_sent(session=session, chat_id=chat_id, day=day)
+    ]
+    if not chats or not await _has_news(session, cutoff):
+        return 0
+    for chat_id in chats:
+        await enqueue(
+            session,
+            kind=DIGEST_KIND,
+            chat_id=chat_id,
+            payload={"date": day.isoformat(), "cutoff": cutoff.isoformat()},
+        )
+    return len(chats)

@@ -71,7 +71,7 @@ def register_handlers(app: BotApplication) -> None:
     transaction, so a replayed update changes nothing and sends nothing.
     """
     # What she was asked -> the flow that takes her typed answer (read by handlers/fallback).
-    for flow in (onboarding, settings, checkin, pictures):
+    for flow in (onboarding, settings, checkin, pictures, care_team):
         app.bot_data.text_routes.update(flow.TEXT_ROUTES)
     # Group 0: the flows. Specific commands and buttons first, free text last.
     for module in (

@@ -1,4 +1,4 @@
-"""The `adherence-bot` command: run the bot, the offline demo, migrations and invites.
+"""The `adherence-bot` command: run the bot, the offline demo, migrations, invites, the care team.
 
 Everything it prints comes from `content/messages/<locale>/cli.yaml`. Problems a person can fix
 (a missing token, a bad setting) end with a clear message and exit code 2, never a traceback.
@@ -17,9 +17,10 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from contextlib import closing
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
@@ -28,6 +29,9 @@ from sqlalchemy.engine import URL, make_url
 from bot import clock
 from bot.config import Settings
 from bot.content import t
+
+if TYPE_CHECKING:
+    from bot.models import Alert, AuditEvent, OutgoingMessage, Role
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -430,6 +434,461 @@ def _username_for_links(settings: Settings) -> tuple[str, bool]:
     return _USERNAME_PLACEHOLDER, False
 
 
+# ---------------------------------------------------------------- the care team
+#
+# For the people who run the study: which alerts are open and whether each reached somebody
+# (with Telegram's reason when it did not), who holds which role, and the audit log. Grants and
+# revocations go through `bot.roles`, the one place roles are checked, audited as "cli".
+
+# Outbox states of an alert message that mean it did not reach that chat.
+_NOT_DELIVERED = frozenset({"failed", "uncertain", "cancelled"})
+# Words in Telegram's refusal (`OutgoingMessage.last_error`, lower case) -> the cause, in words.
+_REFUSALS = (
+    (("kicked", "not a member", "bot was removed"), "cli.team.why_removed"),
+    (("blocked by the user",), "cli.team.why_blocked"),
+    (("initiate conversation", "chat not found", "peer_id_invalid"), "cli.team.why_not_started"),
+    (("upgraded to a supergroup", "migrate"), "cli.team.why_migrated"),
+    (("deactivated",), "cli.team.why_deactivated"),
+)
+_ROLE_SETTINGS = {
+    "admin": "ADMIN_IDS",
+    "coordinator": "COORDINATOR_IDS",
+    "researcher": "RESEARCHER_IDS",
+}
+_USER_ID = re.compile(r"^[0-9]{1,19}$")
+
+
+def _team_zone(settings: Settings) -> ZoneInfo:
+    """Returns the care team's time zone (COVERAGE_TIMEZONE, else DEFAULT_TIMEZONE)."""
+    return ZoneInfo(settings.coverage_timezone or settings.default_timezone)
+
+
+def _local(at: datetime | None, zone: ZoneInfo) -> str:
+    """Formats an instant in the care team's time zone ("-" for none)."""
+    return "-" if at is None else at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+
+def _columns(header_key: str, rows: list[list[str]]) -> list[str]:
+    """Returns the header line and one line per row, each column padded to its widest cell.
+
+    The column names are a message (`|`-separated); the cells are data: ids, codes, times.
+    """
+    header = [name.strip() for name in t(header_key).split("|")]
+    table = [header, *rows]
+    widths = [max(len(cell) for cell in column) for column in zip(*table, strict=True)]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in table
+    ]
+
+
+def _print_lines(lines: list[str]) -> None:
+    """Prints table lines (data laid out under column names that come from content)."""
+    for line in lines:
+        print(line, flush=True)
+
+
+def _team_settings(*, staff_codes: bool) -> Settings | None:
+    """Reads the settings, or says what is missing: staff codes need PSEUDONYM_KEY (to match
+    the running bot's), and a SQLite database must exist (it is never created here)."""
+    settings = load_settings()
+    if settings is None:
+        return None
+    if staff_codes and "pseudonym_key_missing" in settings.problems_for_run():
+        complain("cli.pseudonym_key_missing")
+        return None
+    url = make_url(settings.database_url)
+    # Opening a mistyped SQLite path would create an empty database there; say so instead.
+    on_file = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+    if on_file and not Path(url.database or "").expanduser().is_file():
+        complain("cli.team.no_database", database=shown_database(settings.database_url))
+        return None
+    return settings
+
+
+def _database_failed(settings: Settings, exc: BaseException) -> int:
+    """Explains a database that cannot be read (never migrated, wrong URL): no traceback."""
+    complain(
+        "cli.team.database_unreadable",
+        database=shown_database(settings.database_url),
+        reason=type(exc).__name__,
+    )
+    return EXIT_FAILED
+
+
+def refusal_key(error: str | None) -> str:
+    """Returns the message that says in plain words why Telegram refused an alert message."""
+    text = (error or "").lower()
+    for needles, key in _REFUSALS:
+        if any(needle in text for needle in needles):
+            return key
+    return "cli.team.why_other"
+
+
+@dataclass(frozen=True)
+class AlertRow:
+    """One alert as `adherence-bot alerts` shows it, with what became of each message about it.
+
+    An urgent alert is a message of its own to each care-team chat; one that is not urgent is a
+    line in the daily summary (the digest) of each chat.
+    """
+
+    alert: Alert
+    pseudonym: str
+    site_study_id: str | None
+    copies: dict[int, OutgoingMessage]  # chat id -> its own message there (a sent one if any)
+    summaries: dict[int, OutgoingMessage]  # chat id -> a daily summary that listed it
+
+    @property
+    def reached_at(self) -> datetime | None:
+        """Returns when it first reached the care team: its own message, or a daily summary."""
+        if self.alert.delivered_at is not None:
+            return self.alert.delivered_at
+        sent = [r.sent_at for r in self.summaries.values() if str(r.state) == "sent"]
+        return min((at for at in sent if at is not None), default=None)
+
+    @property
+    def lost_somewhere(self) -> bool:
+        """Tells whether a chat it was sent to never got it."""
+        rows = [*self.copies.values(), *self.summaries.values()]
+        return any(str(row.state) in _NOT_DELIVERED for row in rows)
+
+    @property
+    def undelivered(self) -> bool:
+        """Tells whether it reached nobody (and nobody acted on it), or some chat never got it."""
+        acted = self.alert.acknowledged_at is not None or str(self.alert.closed_by).startswith(
+            "staff:"
+        )
+        return self.lost_somewhere or (self.reached_at is None and not acted)
+
+
+def _keep(found: dict[int, OutgoingMessage], row: OutgoingMessage) -> None:
+    """Keeps one message per chat: a sent one if any, else the newest (rows come oldest first)."""
+    kept = found.get(row.chat_id)
+    if kept is None or str(kept.state) != "sent":
+        found[row.chat_id] = row
+
+
+async def read_alerts(settings: Settings, *, include_closed: bool) -> list[AlertRow]:
+    """Reads alerts (open and acknowledged, or all) with her pseudonym and every message's fate."""
+    from sqlmodel import col, select
+
+    from bot.alerts import ACTIVE, ALERT_KIND, DIGEST_KIND
+    from bot.db import Database
+    from bot.models import Alert, OutgoingMessage, Participant
+    from bot.outbox import payload_of
+
+    db = Database(settings.database_url)
+    try:
+        async with db.session() as session:
+            query = select(Alert, Participant).join(
+                Participant, col(Participant.id) == col(Alert.participant_id), isouter=True
+            )
+            if not include_closed:
+                query = query.where(col(Alert.status).in_(ACTIVE))
+            found = (await session.exec(query.order_by(col(Alert.id)))).all()
+            sent = await session.exec(
+                select(OutgoingMessage)
+                .where(col(OutgoingMessage.kind).in_([ALERT_KIND, DIGEST_KIND]))
+                .order_by(col(OutgoingMessage.id))
+            )
+            copies: dict[int, dict[int, OutgoingMessage]] = {}
+            digests: list[tuple[datetime, OutgoingMessage]] = []
+            for row in sent.all():
+                payload = payload_of(row)
+                alert_id, cutoff = payload.get("alert_id"), payload.get("cutoff")
+                if row.kind == ALERT_KIND and isinstance(alert_id, int):
+                    _keep(copies.setdefault(alert_id, {}), row)
+                elif row.kind == DIGEST_KIND and isinstance(cutoff, str):
+                    # A summary lists what was raised by its cut-off and still open then.
+                    digests.append((datetime.fromisoformat(cutoff), row))
+    finally:
+        await db.dispose()
+    rows = []
+    for alert, participant in found:
+        summaries: dict[int, OutgoingMessage] = {}
+        if not alert.urgent:
+            for cutoff, row in digests:
+                if cutoff >= alert.created_at:
+                    _keep(summaries, row)
+        rows.append(
+            AlertRow(
+                alert=alert,
+                pseudonym=participant.pseudonym if participant else "-",
+                site_study_id=participant.site_study_id if participant else None,
+                copies=copies.get(alert.id or 0, {}),
+                summaries=summaries,
+            )
+        )
+    return rows
+
+
+def _alert_cells(row: AlertRow, zone: ZoneInfo) -> list[str]:
+    """Returns one alert's cells, in the order of `cli.team.alert_columns`."""
+    alert = row.alert
+    due = "-"
+    if alert.contact_requested and alert.due_by is not None:
+        due = _local(alert.due_by, zone)
+        if alert.due_by < clock.now() and str(alert.status) != "closed":
+            due += " " + t("cli.team.overdue")
+    reached = row.reached_at
+    return [
+        str(alert.id),
+        row.pseudonym,
+        row.site_study_id or "-",
+        str(alert.kind),
+        t("cli.team.yes") if alert.urgent else t("cli.team.no"),
+        str(alert.count),
+        _local(alert.created_at, zone),
+        _local(reached, zone) if reached else t("cli.team.not_delivered"),
+        str(alert.status),
+        due,
+    ]
+
+
+def _fates(what: str, found: dict[int, OutgoingMessage], zone: ZoneInfo) -> list[str]:
+    """Returns one line per chat a message (the alert's own, or a summary) did not reach."""
+    lines = []
+    for chat, row in found.items():
+        state = str(row.state)
+        error = row.last_error or "-"
+        if state == "failed":
+            why = t(refusal_key(row.last_error))
+            lines.append(t("cli.team.copy_failed", what=what, chat=chat, why=why, error=error))
+        elif state == "queued":
+            when = _local(row.not_before, zone)
+            lines.append(t("cli.team.copy_waiting", what=what, chat=chat, when=when))
+        elif state in ("claimed", "sending"):
+            lines.append(t("cli.team.copy_sending", what=what, chat=chat))
+        elif state != "sent":  # uncertain, cancelled
+            lines.append(t("cli.team.copy_unsure", what=what, chat=chat, error=error))
+    return lines
+
+
+def _why_undelivered(row: AlertRow, settings: Settings, zone: ZoneInfo) -> list[str]:
+    """Returns one line per chat an alert did not reach yet, or why it was never sent at all."""
+    lines = _fates(t("cli.team.what_alert"), row.copies, zone)
+    lines += _fates(t("cli.team.what_summary"), row.summaries, zone)
+    if lines or row.reached_at is not None:
+        return lines
+    alert = row.alert
+    if alert.notify_pending:
+        return [t("cli.team.never_sent_pending")]
+    if not alert.urgent:
+        return [t("cli.team.never_sent_not_urgent", time=settings.digest_time, zone=zone.key)]
+    if alert.last_notified_at is not None:  # it was handed on, to nobody
+        return [t("cli.team.never_sent_nobody")]
+    return [t("cli.team.never_sent_other")]
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    """Lists open alerts (or all), or only those that did not reach the care team, and why."""
+    settings = _team_settings(staff_codes=False)
+    if settings is None:
+        return EXIT_CONFIG
+    try:
+        found = asyncio.run(read_alerts(settings, include_closed=args.all))
+    except Exception as exc:  # never migrated, or a wrong DATABASE_URL
+        return _database_failed(settings, exc)
+    zone = _team_zone(settings)
+    if args.undelivered:
+        found = [row for row in found if row.undelivered]
+        if not found:
+            say("cli.team.undelivered_none_all" if args.all else "cli.team.undelivered_none")
+            return EXIT_OK
+        say("cli.team.undelivered_header", count=len(found), zone=zone.key)
+        lines = _columns("cli.team.alert_columns", [_alert_cells(row, zone) for row in found])
+        _print_lines(lines[:1])
+        for row, line in zip(found, lines[1:], strict=True):
+            _print_lines([line, *_why_undelivered(row, settings, zone)])
+        say("cli.team.undelivered_advice")
+        return EXIT_FAILED  # like `db check`: a person must look (and a cron job can tell)
+    if not found:
+        say("cli.team.alerts_none_all" if args.all else "cli.team.alerts_none")
+        return EXIT_OK
+    say(
+        "cli.team.alerts_all_header" if args.all else "cli.team.alerts_header",
+        count=len(found),
+        zone=zone.key,
+    )
+    _print_lines(_columns("cli.team.alert_columns", [_alert_cells(row, zone) for row in found]))
+    return EXIT_OK
+
+
+def read_user_id(raw: str) -> int | None:
+    """Reads a Telegram user id (a positive whole number in ASCII digits); None otherwise."""
+    if not _USER_ID.match(raw):
+        return None
+    value = int(raw)
+    return value if 0 < value < 2**63 else None
+
+
+def cmd_grant_or_revoke(args: argparse.Namespace) -> int:
+    """Grants or revokes a role through `bot.roles` (audited, actor "cli")."""
+    from bot.models import Role
+
+    granting = args.command == "grant"
+    settings = _team_settings(staff_codes=True)
+    if settings is None:
+        return EXIT_CONFIG
+    user = read_user_id(args.telegram_id)
+    if user is None:
+        complain("cli.team.bad_user_id", value=args.telegram_id)
+        return EXIT_CONFIG
+    if args.role not in Role.__members__:
+        complain("cli.team.bad_role", value=args.role)
+        return EXIT_CONFIG
+    role = Role(args.role)
+    try:
+        done, reason = asyncio.run(_change_role(settings, user, role, granting=granting))
+    except Exception as exc:
+        return _database_failed(settings, exc)
+    shown = {"user": user, "code": _staff_code(settings, user), "role": role}
+    if done:
+        say("cli.team.granted" if granting else "cli.team.revoked", **shown)
+        return EXIT_OK
+    if reason == "seeded":
+        complain("cli.team.seeded", setting=_ROLE_SETTINGS[role], **shown)
+        return EXIT_CONFIG  # only .env can take it away
+    say("cli.team.already_granted" if reason == "already" else "cli.team.not_held", **shown)
+    return EXIT_OK
+
+
+def _staff_code(settings: Settings, user: int) -> str:
+    """Returns the name a member of staff goes by in the audit log and on alerts."""
+    from bot.roles import staff_code
+
+    return staff_code(user, settings.pseudonym_key or "")
+
+
+async def _change_role(
+    settings: Settings, user: int, role: Role, *, granting: bool
+) -> tuple[bool, str]:
+    """Applies one grant or revocation in its own transaction; returns (done, why not)."""
+    from bot import roles
+    from bot.db import Database
+
+    db = Database(settings.database_url)
+    try:
+        async with db.session() as session:
+            change = await (roles.grant if granting else roles.revoke)(
+                session=session,
+                settings=settings,
+                actor=roles.CLI_ACTOR,
+                telegram_user_id=user,
+                role=role,
+            )
+            return change.done, change.reason
+    finally:
+        await db.dispose()
+
+
+async def _read_staff(settings: Settings) -> list[list[str]]:
+    """Returns one row per person and role: id, staff code, role, and where the role comes from."""
+    from sqlmodel import col, select
+
+    from bot import roles
+    from bot.db import Database
+    from bot.models import StaffRole
+
+    zone = _team_zone(settings)
+    db = Database(settings.database_url)
+    try:
+        async with db.session() as session:
+            everyone = await roles.staff_ids(session=session, settings=settings)
+            rows = await session.exec(
+                select(StaffRole)
+                .where(col(StaffRole.revoked_at).is_(None))
+                .order_by(col(StaffRole.granted_at), col(StaffRole.id))
+            )
+            granted = {(r.telegram_user_id, str(r.role)): r for r in rows.all()}
+    finally:
+        await db.dispose()
+    table: list[list[str]] = []
+    for user in sorted(everyone):
+        seeded = roles.seeded_roles(settings, user)
+        for role in sorted(everyone[user]):
+            grant = granted.get((user, str(role)))
+            if role in seeded:
+                how = t("cli.team.role_seeded", setting=_ROLE_SETTINGS[role])
+            elif grant is not None:
+                when = _local(grant.granted_at, zone)
+                how = t("cli.team.role_granted", when=when, by=grant.granted_by)
+            else:
+                how = "-"
+            table.append([str(user), _staff_code(settings, user), str(role), how])
+    return table
+
+
+def cmd_roles(_args: argparse.Namespace) -> int:
+    """Lists the care team: Telegram id, staff code, role, and from the settings or granted."""
+    settings = _team_settings(staff_codes=True)
+    if settings is None:
+        return EXIT_CONFIG
+    try:
+        table = asyncio.run(_read_staff(settings))
+    except Exception as exc:
+        return _database_failed(settings, exc)
+    if table:
+        say("cli.team.roles_header", count=len({row[0] for row in table}))
+        _print_lines(_columns("cli.team.role_columns", table))
+    else:
+        say("cli.team.roles_none")
+    if settings.coordinator_chat_id is not None:
+        say("cli.team.receivers_group", chat=settings.coordinator_chat_id)
+    elif any(row[2] == "coordinator" for row in table):
+        say("cli.team.receivers_each")
+    else:
+        complain("cli.team.receivers_nobody")
+    return EXIT_OK
+
+
+async def _read_audit(settings: Settings, limit: int) -> tuple[int, list[AuditEvent]]:
+    """Returns how many audit events there are, and the newest `limit`, newest first."""
+    from sqlalchemy import func
+    from sqlmodel import col, select
+
+    from bot.db import Database
+    from bot.models import AuditEvent
+
+    db = Database(settings.database_url)
+    try:
+        async with db.session() as session:
+            total = (await session.exec(select(func.count()).select_from(AuditEvent))).one()
+            rows = await session.exec(
+                select(AuditEvent)
+                .order_by(col(AuditEvent.at).desc(), col(AuditEvent.id).desc())
+                .limit(limit)
+            )
+            return int(total), list(rows.all())
+    finally:
+        await db.dispose()
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Lists the audit log, newest first: time, actor, action, subject, detail."""
+    settings = _team_settings(staff_codes=False)
+    if settings is None:
+        return EXIT_CONFIG
+    if args.limit < 1:
+        complain("cli.team.bad_limit")
+        return EXIT_CONFIG
+    try:
+        total, events = asyncio.run(_read_audit(settings, args.limit))
+    except Exception as exc:
+        return _database_failed(settings, exc)
+    if not events:
+        say("cli.team.audit_none")
+        return EXIT_OK
+    zone = _team_zone(settings)
+    say("cli.team.audit_header", shown=len(events), total=total, zone=zone.key)
+    rows = [
+        [_local(e.at, zone), e.actor, e.action, e.subject or "-", e.detail or "-"] for e in events
+    ]
+    _print_lines(_columns("cli.team.audit_columns", rows))
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- argument parsing
 
 
@@ -472,6 +931,26 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--expires", default=None, help="last valid day, YYYY-MM-DD")
     create.add_argument("--uses", type=int, default=1, help="how many people may use it (1)")
     create.set_defaults(handler=cmd_invite_create)
+
+    alerts = sub.add_parser("alerts", help="list open alerts, or those that reached nobody")
+    alerts.add_argument(
+        "--undelivered",
+        action="store_true",
+        help="only alerts that did not reach the care team, with Telegram's reason (exit 1)",
+    )
+    alerts.add_argument("--all", action="store_true", help="closed alerts too")
+    alerts.set_defaults(handler=cmd_alerts)
+    for name, what in (("grant", "give someone a role"), ("revoke", "take a role back")):
+        change = sub.add_parser(name, help=f"{what} (audited as cli)")
+        change.add_argument("telegram_id", metavar="TELEGRAM_ID", help="from @userinfobot")
+        change.add_argument("role", metavar="ROLE", help="admin, coordinator or researcher")
+        change.set_defaults(handler=cmd_grant_or_revoke)
+    sub.add_parser(
+        "roles", help="list the care team: Telegram id, staff code, roles"
+    ).set_defaults(handler=cmd_roles)
+    audit = sub.add_parser("audit", help="list the audit log, newest first")
+    audit.add_argument("--limit", type=int, default=50, help="how many events (50)")
+    audit.set_defaults(handler=cmd_audit)
     return parser
 
 

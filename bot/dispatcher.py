@@ -2,11 +2,13 @@
 
 One periodic job (PTB JobQueue, `max_instances=1`, `coalesce=True`) calls `run_tick`, which
 in order: recovers sends whose lease ran out (outcome unknown -> uncertain), ends pauses that
-have expired, claims due check-ins (closing them with a reason when they cannot go, queuing
-them otherwise, and planning each schedule's next occurrence), queues reminders outside quiet
-hours, closes check-ins whose window has passed, and finally sends due outbox rows through
-`bot.sender`. On PostgreSQL every claim uses `FOR UPDATE SKIP LOCKED`, and every state change
-is a compare-and-set, so any number of dispatcher processes never send a row twice.
+have expired, applies the standing rules (she became unreachable), queues alerts for the care
+team and, once a day, their digest, claims due check-ins (closing them with a reason when they
+cannot go, queuing them otherwise, and planning each schedule's next occurrence), queues
+reminders outside quiet hours, closes check-ins whose window has passed (a run of them missed
+raises an alert), and finally sends due outbox rows through `bot.sender`. On PostgreSQL every
+claim uses `FOR UPDATE SKIP LOCKED`, and every state change is a compare-and-set, so any number
+of dispatcher processes never send a row twice.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from telegram import Bot
 from telegram.ext import CallbackContext
 
-from bot import alerts, checkins, clock, ops, ratelimit
+from bot import alerts, checkins, clock, offers, ops, ratelimit
 from bot.content import consent_text
 from bot.models import (
     Alert,
@@ -108,6 +110,8 @@ class TickReport:
     resent_uncertain: int = 0  # uncertain check-ins given their one more try
     alerts_queued: int = 0  # alerts (new, updated or sent again) queued for the care team
     contact_failed: int = 0  # contact requests no receiver got: she was told to call
+    standing_alerts: int = 0  # alerts raised or closed by the standing rules
+    digests_queued: int = 0  # daily digests queued (one per care-team chat and day)
 
     def count_missed(self, reason: str) -> None:
         """Counts one check-in closed as missed."""
@@ -152,7 +156,9 @@ async def run_tick(services: Services, bot: Bot) -> TickReport:
     await recover_expired_leases(services=services, report=report)
     await resend_uncertain_checkins(services=services, report=report)
     await resume_expired_pauses(services=services, report=report)
+    await apply_standing_rules(services=services, report=report)
     await deliver_alerts(services=services, report=report)
+    await send_digests(services=services, report=report)
     after: tuple[datetime, int] | None = None
     for _ in range(CLAIM_LIMIT // CLAIM_CHUNK):
         handled, after = await claim_due_checkins(
@@ -387,6 +393,93 @@ async def deliver_alerts(*, services: Services, report: TickReport) -> None:
         col(Alert.last_notified_at).is_not(None),
     )
     await _for_each(services, unreached, tell_her, what="contact request", model=Alert)
+
+
+# ---------------------------------------------------------------- standing rules and digest
+
+
+async def apply_standing_rules(*, services: Services, report: TickReport) -> None:
+    """Raises the unreachable rules' alerts for participants who became unreachable, and closes
+    the alerts of anyone reachable again whose unblock did not close them itself.
+
+    The missed-in-a-row rules run where a check-in closes unanswered (`close_windows`).
+    """
+    book = offers.rules()
+    kinds = offers.unreachable_kinds(book)
+    if not kinds:
+        return
+
+    async def raise_for(session: AsyncSession, participant: Participant) -> bool:
+        raised = await offers.raise_unreachable(
+            session=session, participant=participant, book=book
+        )
+        return bool(raised)
+
+    report.standing_alerts += await _for_each(
+        services,
+        offers.newly_unreachable(kinds),
+        raise_for,
+        what="unreachable participant",
+        model=Participant,
+    )
+
+    async def settle(session: AsyncSession, alert: Alert) -> bool:
+        participant = await session.get(Participant, alert.participant_id)
+        if participant is None or not participant.reachable or alert.status not in alerts.ACTIVE:
+            return False
+        return bool(
+            await offers.close_unreachable(
+                session=session, participant_id=alert.participant_id, book=book
+            )
+        )
+
+    reachable_again = (
+        select(Alert)
+        .join(Participant, col(Participant.id) == col(Alert.participant_id))
+        .where(
+            col(Alert.kind).in_(kinds),
+            col(Alert.status).in_(alerts.ACTIVE),
+            col(Participant.reachable).is_(True),
+        )
+    )
+    report.standing_alerts += await _for_each(
+        services, reachable_again, settle, what="unreachable alert", model=Alert, lock_of=Alert
+    )
+
+
+# One advisory lock id for queuing digests, so two dispatchers never queue the same one.
+DIGEST_LOCK_KEY = 0x6164686469676573  # "adhdiges"
+
+
+async def send_digests(*, services: Services, report: TickReport) -> None:
+    """Once DIGEST_TIME has passed in the team's zone: sends each overdue contact request to
+    the team once more, then queues today's digest for each care-team chat that has not had it
+    (nothing when there is nothing to report)."""
+    settings = services.settings
+    cutoff = alerts.digest_cutoff(settings, clock.now())
+    if cutoff is None:
+        return
+
+    async def escalate(session: AsyncSession, alert: Alert) -> bool:
+        return await alerts.escalate_overdue(
+            session=session, settings=settings, alert=alert, at=cutoff
+        )
+
+    report.alerts_queued += await _for_each(
+        services,
+        alerts.not_yet_escalated(cutoff),
+        escalate,
+        what="overdue contact request",
+        model=Alert,
+    )
+    async with services.db.session() as session:
+        if services.db.dialect == "postgresql":
+            taken = await session.exec(select(func.pg_try_advisory_xact_lock(DIGEST_LOCK_KEY)))
+            if not taken.one():
+                return  # another dispatcher is queuing them right now
+        report.digests_queued += await alerts.queue_digests(
+            session=session, settings=settings, cutoff=cutoff
+        )
 
 
 # ---------------------------------------------------------------- (b) pauses
@@ -721,6 +814,11 @@ async def close_windows(*, services: Services, report: TickReport) -> None:
             close_checkin(checkin, reason=reason, at=at)
             session.add(checkin)
             report.count_missed(reason)
+            if reason == MissedReason.no_answer and participant is not None:
+                # Once per silent check-in, in the transaction that closes it.
+                await session.flush()
+                raised = await offers.after_missed(session=session, participant=participant)
+                report.standing_alerts += len(raised)
         stale = await session.exec(
             select(OutgoingMessage).where(
                 OutgoingMessage.checkin_id == checkin.id,

@@ -49,7 +49,14 @@ SOURCES: tuple[str, ...] = ("checkin", "stop_menu", "command", "free_text", "pag
 
 STOP_INTENT = "stop_intent"
 RED_FLAG = "red_flag"
+# Red-flag alert code: the check-in whose red-flag reply came from her own words.
+CHECKIN_CODE = "checkin"
 THERAPY_CHANGE = "therapy_change"
+EMERGENCY = "emergency"
+SELF_HARM = "self_harm"
+# Free-text rule ids (content/safety): emergencies under "emergency.", self-harm among them.
+EMERGENCY_RULES = "emergency."
+SELF_HARM_RULES = "emergency.self_harm"
 
 # Her answer to "Have you talked with your doctor about this?"
 ADVISED, NOT_YET, PRIVATE = "advised", "not_yet", "private"
@@ -151,18 +158,54 @@ async def start_path(
 
 
 async def record_red_flag(
-    *, session: AsyncSession, participant: Participant, source: str, rules: Iterable[str]
+    *,
+    session: AsyncSession,
+    participant: Participant,
+    source: str,
+    rules: Iterable[str],
+    checkin_id: int | None = None,
 ) -> Alert:
-    """Writes (or updates) her urgent red-flag alert with the rule ids that fired."""
+    """Writes (or updates) her urgent red-flag alert with the rule ids that fired.
+
+    With `checkin_id` (her words came during that check-in) the alert also carries the
+    check-in's id (`CHECKIN_CODE`): the record that this check-in had its red-flag reply.
+    """
     fired = [("rule", r) for r in rules if r.startswith("red_flag.")]
+    if checkin_id is not None:
+        fired.append((CHECKIN_CODE, str(checkin_id)))
     return await _upsert_alert(
         session=session,
         participant=participant,
         kind=RED_FLAG,
         source=source,
         urgent=True,
+        checkin_id=checkin_id,
         extra=fired,
     )
+
+
+async def record_emergency(
+    *, session: AsyncSession, participant: Participant, source: str, rules: Iterable[str]
+) -> list[Alert]:
+    """Writes (or updates) her urgent emergency alert, and a self-harm alert of its own when
+    a self-harm rule fired, with the rule ids only (never her words)."""
+    fired = [r for r in rules if r.startswith(EMERGENCY_RULES)]
+    harm = [r for r in fired if r.startswith(SELF_HARM_RULES)]
+    other = [r for r in fired if r not in harm]
+    raised: list[Alert] = []
+    for kind, ids in ((SELF_HARM, harm), (EMERGENCY, other)):
+        if ids:
+            raised.append(
+                await _upsert_alert(
+                    session=session,
+                    participant=participant,
+                    kind=kind,
+                    source=source,
+                    urgent=True,
+                    extra=[("rule", r) for r in ids],
+                )
+            )
+    return raised
 
 
 async def path_alert(

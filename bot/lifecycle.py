@@ -37,6 +37,7 @@ from bot.models import (
     TherapyChange,
     TherapyStatus,
 )
+from bot.offers import close_unreachable
 
 # Pause lengths a participant can pick; None means "until I resume".
 PAUSE_CHOICES: tuple[str, ...] = ("1w", "1m", "inf")
@@ -176,8 +177,18 @@ async def resume(*, session: AsyncSession, participant: Participant) -> bool:
     return True
 
 
-async def withdraw(*, session: AsyncSession, participant: Participant) -> None:
-    """Takes her out of the study: no more messages, consent withdrawn, her data kept."""
+async def withdraw(
+    *,
+    session: AsyncSession,
+    participant: Participant,
+    actor: str | None = None,
+    action: str = "withdraw",
+    detail: str | None = None,
+) -> None:
+    """Takes her out of the study: no more messages, consent withdrawn, her data kept.
+
+    Audited as her own choice unless an `actor` (the care team, on her behalf) is given.
+    """
     if participant.has_left:
         return
     pid = _require_id(participant)
@@ -200,9 +211,10 @@ async def withdraw(*, session: AsyncSession, participant: Participant) -> None:
     await cancel_queued_messages(session=session, participant_id=pid)
     await record_audit(
         session=session,
-        actor=participant_actor(participant),
-        action="withdraw",
+        actor=actor or participant_actor(participant),
+        action=action,
         subject=participant.pseudonym,
+        detail=detail,
     )
     await session.flush()
 
@@ -242,7 +254,13 @@ async def delete_participant_data(*, session: AsyncSession, participant: Partici
         update(Alert)
         .where(col(Alert.participant_id) == pid)
         .where(col(Alert.status) != AlertStatus.closed)
-        .values(status=AlertStatus.closed, closed_at=at, closed_by="system:deleted")
+        .values(
+            status=AlertStatus.closed,
+            closed_at=at,
+            closed_by="system:deleted",
+            closed_reason="deleted",
+            notify_pending=False,
+        )
     )
     await session.exec(update(Alert).where(col(Alert.participant_id) == pid).values(detail=None))
 
@@ -292,12 +310,15 @@ async def mark_reachable(
 ) -> bool:
     """Records whether Telegram lets us write to her; never touches her lifecycle status.
 
-    Returns True when the fact changed.
+    Returns True when the fact changed. Reachable again, her unreachable alert closes itself
+    (closed_by system:reachable).
     """
     if participant.reachable == reachable:
         return False
     participant.reachable = reachable
     participant.unreachable_since = None if reachable else now()
     session.add(participant)
+    if reachable and participant.id is not None:
+        await close_unreachable(session=session, participant_id=participant.id)
     await session.flush()
     return True

@@ -485,4 +485,6 @@ class AlertMessage(SQLModel, table=True):
 class StaffState(SQLModel, table=True):
     telegram_user_id: int = Field(sa_column=sa.Column(sa.BigInteger(), primary_key=True))
     awaiting: str | None = Field(default=None, max_length=64)
+    # A message typed for a participant, waiting for Send or Cancel (staff text, cleared then).
+    draft: str | None = Field(default=None, max_length=4000)
     updated_at: datetime = created_ts()

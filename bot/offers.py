@@ -5,6 +5,11 @@ coordinator work); this module only knows how to apply the rule kinds described 
 Nothing here knows about Telegram: `evaluate` decides what follows an answered check-in (run
 once every question is answered, before the optional note she may never write), records the
 offers as shown and raises Alert rows that carry codes and scores, never her words.
+
+The file's `standing_rules` follow no answered check-in; the dispatcher applies them:
+`after_missed` when one of her check-ins closes unanswered (check-ins missed in a row), and
+`raise_unreachable` for participants who became unreachable (`newly_unreachable`); her
+unreachable alert closes itself when she unblocks the bot (`close_unreachable`).
 """
 
 from __future__ import annotations
@@ -19,14 +24,25 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from bot import alerts, checkins
 from bot.clock import now
 from bot.content import DEFAULT_LOCALE, ContentError, Questionnaire, messages, questionnaire
+from bot.doctor_first import CHECKIN_CODE, RED_FLAG
 from bot.education import pages_offerable_after_checkin
-from bot.models import Alert, Answer, CheckIn, CheckInStatus, Lifecycle, OfferEvent, Participant
+from bot.models import (
+    Alert,
+    Answer,
+    CheckIn,
+    CheckInStatus,
+    Lifecycle,
+    MissedReason,
+    OfferEvent,
+    Participant,
+)
 from bot.paths import content_dir
 
 RULES_FILE = Path("rules/offers.yaml")
@@ -38,6 +54,14 @@ CODE_RE = re.compile(r"^[a-z][a-z0-9_]{0,23}$")
 MAX_CALLBACK_BYTES = 64
 # Offers follow her check-in only while she takes part; after leaving nothing is stored.
 EVALUATED_STATUSES = (Lifecycle.active, Lifecycle.paused)
+# Standing rules (`standing_rules` in the rules file): alerts that follow no check-in.
+MISSED_IN_A_ROW, UNREACHABLE = "missed_in_a_row", "unreachable"
+STANDING_KINDS = (MISSED_IN_A_ROW, UNREACHABLE)
+REACHABLE_ACTOR, REACHABLE_REASON = "system:reachable", "reachable"
+# A run of missed check-ins is counted over at most this many of her latest check-ins.
+RUN_LOOKBACK = 100
+# Misses that say something about her: silence counts towards a run, a part answer ends it.
+RUN_MISSES = (MissedReason.no_answer, MissedReason.closed_partial)
 
 
 @dataclass(frozen=True)
@@ -89,18 +113,33 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class StandingRule:
+    """A rule that follows no check-in: several missed in a row, or she became unreachable."""
+
+    code: str
+    kind: str  # one of STANDING_KINDS
+    alert: AlertSpec
+    count: int = 0  # missed_in_a_row: how many in a row
+
+
+@dataclass(frozen=True)
 class Rulebook:
-    """The whole rules file: baseline definition, offer cap and rules in order."""
+    """The whole rules file: baseline definition, offer cap, rules in order, standing rules."""
 
     version: str
     baseline_item: str
     baseline_answers: int
     max_offers_per_checkin: int
     rules: tuple[Rule, ...]
+    standing: tuple[StandingRule, ...] = ()
 
     def rule(self, code: str) -> Rule | None:
         """Returns the rule with this code, if any."""
         return next((r for r in self.rules if r.code == code), None)
+
+    def standing_of(self, kind: str) -> tuple[StandingRule, ...]:
+        """Returns the standing rules of one kind (e.g. every unreachable rule)."""
+        return tuple(r for r in self.standing if r.kind == kind)
 
 
 @dataclass(frozen=True)
@@ -190,6 +229,44 @@ def _alert(raw: Any, where: str) -> AlertSpec | None:
     return AlertSpec(kind=str(raw["kind"]), urgent=urgent, urgent_after=after)
 
 
+def _standing(raw: Any, source: str, taken: set[str]) -> tuple[StandingRule, ...]:
+    """Checks and parses the `standing_rules` section (absent: none)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ContentError(f"{source}: 'standing_rules' must be a list")
+    found: list[StandingRule] = []
+    for n, entry in enumerate(raw):
+        where = f"{source} standing rule {n + 1}"
+        code = str(entry.get("code", "")) if isinstance(entry, dict) else ""
+        if not CODE_RE.match(code):
+            raise ContentError(f"{where}: 'code' must be a short lowercase code")
+        if code in taken or any(r.code == code for r in found):
+            raise ContentError(f"{where}: code {code!r} is used twice")
+        where = f"{source} standing rule {code!r}"
+        when = entry.get("when")
+        if not isinstance(when, dict) or when.get("kind") not in STANDING_KINDS:
+            raise ContentError(f"{where}: 'when.kind' must be one of {STANDING_KINDS}")
+        kind = str(when["kind"])
+        count = 0
+        if kind == MISSED_IN_A_ROW:
+            # One silence is common; a rule on it would page the team every quiet day.
+            count = _int(when, "count", where, minimum=2)
+        elif set(when) != {"kind"}:
+            raise ContentError(f"{where}: 'when' of {kind} takes no other field")
+        spec = entry.get("alert")
+        if not isinstance(spec, dict):
+            raise ContentError(f"{where}: a standing rule needs an alert")
+        if "urgent_after" in spec:
+            raise ContentError(f"{where}: 'urgent_after' applies to check-in rules only")
+        alert = _alert(spec, where)
+        assert alert is not None
+        if any(r.alert.kind == alert.kind for r in found):
+            raise ContentError(f"{where}: alert kind {alert.kind!r} has a standing rule already")
+        found.append(StandingRule(code=code, kind=kind, alert=alert, count=count))
+    return tuple(found)
+
+
 def parse_rules(
     raw: Any,
     *,
@@ -240,6 +317,7 @@ def parse_rules(
         baseline_answers=_int(base, "answers", source, minimum=1),
         max_offers_per_checkin=_int(raw, "max_offers_per_checkin", source, minimum=1),
         rules=tuple(rules),
+        standing=_standing(raw.get("standing_rules"), source, {r.code for r in rules}),
     )
 
 
@@ -510,6 +588,49 @@ async def _raise_alert(
     )
 
 
+def _is_red_flag(rule: Rule) -> bool:
+    """Tells whether a rule's offer is the red-flag advice (its alert is a red flag)."""
+    return rule.alert is not None and rule.alert.kind == RED_FLAG
+
+
+async def red_flag_advised(
+    *,
+    session: AsyncSession,
+    participant: Participant,
+    checkin_id: int | None,
+    book: Rulebook | None = None,
+) -> bool:
+    """Tells whether this check-in already brought her red-flag advice, from the database.
+
+    Either its red-flag offer was shown (an OfferEvent of this check-in), or her words during it
+    got the red-flag reply (her red-flag alert carries the check-in's id). One check-in gets
+    one red-flag reply; later signals in it only update the alert.
+    """
+    if checkin_id is None or participant.id is None:
+        return False
+    codes = [r.code for r in (book or rules()).rules if r.offer is not None and _is_red_flag(r)]
+    if codes:
+        shown = await session.exec(
+            select(OfferEvent.id).where(
+                OfferEvent.participant_id == participant.id,
+                col(OfferEvent.offer_code).in_(codes),
+                OfferEvent.event == SHOWN,
+                OfferEvent.checkin_id == checkin_id,
+            )
+        )
+        if shown.first() is not None:
+            return True
+    details = await session.exec(
+        select(Alert.detail).where(
+            Alert.participant_id == participant.id,
+            Alert.kind == RED_FLAG,
+            col(Alert.detail).contains(f"{CHECKIN_CODE}={checkin_id}"),
+        )
+    )
+    wanted = str(checkin_id)
+    return any(alerts.parse_detail(d).get(CHECKIN_CODE) == wanted for d in details.all())
+
+
 async def evaluate(
     *,
     session: AsyncSession,
@@ -522,6 +643,9 @@ async def evaluate(
         return []
     book = book or rules()
     answers = await checkins.answer_values(session=session, checkin=checkin)
+    advised = await red_flag_advised(
+        session=session, participant=participant, checkin_id=checkin.id, book=book
+    )
     offers: list[Offer] = []
     for rule in book.rules:
         firing = await _fires(
@@ -539,6 +663,8 @@ async def evaluate(
         )
         if len(offers) >= book.max_offers_per_checkin or rule.offer is None:
             continue
+        if advised and _is_red_flag(rule):
+            continue  # her words already got the red-flag reply in this check-in
         if not await _may_show(
             session=session, participant=participant, checkin=checkin, rule=rule
         ):
@@ -583,3 +709,132 @@ async def record_press(
     )
     await session.flush()
     return True
+
+
+# ---------------------------------------------------------------- standing rules
+
+
+async def silent_run(*, session: AsyncSession, participant_id: int) -> int:
+    """Returns how many of her latest check-ins in a row closed unanswered.
+
+    Only silence counts (missed, no answer at all); any answer, even a partial one, ends the
+    run; check-ins missed for another reason (an outage, her pause or block, a send whose
+    outcome is unknown) say nothing about her and are passed over.
+    """
+    rows = await session.exec(
+        select(CheckIn.status)
+        .where(
+            CheckIn.participant_id == participant_id,
+            (col(CheckIn.status) == CheckInStatus.completed)
+            | col(CheckIn.missed_reason).in_(RUN_MISSES),
+        )
+        .order_by(col(CheckIn.due_at).desc(), col(CheckIn.id).desc())
+        .limit(RUN_LOOKBACK)
+    )
+    run = 0
+    for status in rows.all():
+        if status != CheckInStatus.missed:
+            break
+        run += 1
+    return run
+
+
+async def after_missed(
+    *, session: AsyncSession, participant: Participant, book: Rulebook | None = None
+) -> list[Alert]:
+    """Applies the missed-in-a-row rules after one of her check-ins closed unanswered.
+
+    Called once per check-in that closes unanswered (in the transaction that closes it), so the
+    first run long enough raises the alert and every further miss updates it (count, in_a_row).
+    """
+    if participant.status not in EVALUATED_STATUSES or participant.id is None:
+        return []
+    specs = (book or rules()).standing_of(MISSED_IN_A_ROW)
+    if not specs:
+        return []
+    run = await silent_run(session=session, participant_id=participant.id)
+    return [
+        await alerts.upsert_alert(
+            session=session,
+            participant=participant,
+            kind=rule.alert.kind,
+            urgent=rule.alert.urgent,
+            codes=[("rule", rule.code), ("in_a_row", str(run))],
+        )
+        for rule in specs
+        if run >= rule.count
+    ]
+
+
+def newly_unreachable(kinds: Sequence[str]) -> SelectOfScalar[Participant]:
+    """Returns the query for participants who became unreachable and have no alert on it yet.
+
+    An alert of these kinds raised (or updated) since she became unreachable means the rule has
+    fired for this block: closing it by hand does not bring it back until she blocks us again.
+    """
+    since = func.coalesce(col(Participant.unreachable_since), col(Participant.created_at))
+    raised = (
+        select(Alert.id)
+        .where(
+            col(Alert.participant_id) == col(Participant.id),
+            col(Alert.kind).in_(list(kinds)),
+            func.coalesce(col(Alert.last_triggered_at), col(Alert.created_at)) >= since,
+        )
+        .exists()
+    )
+    return select(Participant).where(
+        col(Participant.reachable).is_(False),
+        col(Participant.status).in_(EVALUATED_STATUSES),
+        ~raised,
+    )
+
+
+async def raise_unreachable(
+    *, session: AsyncSession, participant: Participant, book: Rulebook | None = None
+) -> list[Alert]:
+    """Raises the unreachable rules' alerts for her, once each time she becomes unreachable."""
+    if participant.reachable or participant.status not in EVALUATED_STATUSES:
+        return []
+    since = participant.unreachable_since or participant.created_at
+    raised: list[Alert] = []
+    for rule in (book or rules()).standing_of(UNREACHABLE):
+        done = await session.exec(
+            select(Alert.id).where(
+                Alert.participant_id == participant.id,
+                Alert.kind == rule.alert.kind,
+                func.coalesce(col(Alert.last_triggered_at), col(Alert.created_at)) >= since,
+            )
+        )
+        if done.first() is not None:
+            continue
+        raised.append(
+            await alerts.upsert_alert(
+                session=session,
+                participant=participant,
+                kind=rule.alert.kind,
+                urgent=rule.alert.urgent,
+                codes=[("rule", rule.code)],
+            )
+        )
+    return raised
+
+
+def unreachable_kinds(book: Rulebook | None = None) -> list[str]:
+    """Returns the alert kinds the unreachable rules raise."""
+    return [r.alert.kind for r in (book or rules()).standing_of(UNREACHABLE)]
+
+
+async def close_unreachable(
+    *, session: AsyncSession, participant_id: int, book: Rulebook | None = None
+) -> int:
+    """Closes her unreachable alerts now that she can be reached (by system:reachable)."""
+    kinds = unreachable_kinds(book)
+    if not kinds:
+        return 0
+    return await alerts.close_alerts(
+        session=session,
+        participant_id=participant_id,
+        kinds=kinds,
+        actor=REACHABLE_ACTOR,
+        reason=REACHABLE_REASON,
+    )

@@ -46,6 +46,7 @@ from telegram.error import (
 
 from bot import clock, ops, ratelimit
 from bot.clock import Sleeper
+from bot.config import Settings
 from bot.lifecycle import mark_reachable
 from bot.models import (
     CheckIn,
@@ -57,17 +58,21 @@ from bot.models import (
     Participant,
 )
 from bot.outbox import RenderedMessage, keyboard
+from bot.scheduling import participant_zone, reminder_time
 from bot.services import Services
 
 log = logging.getLogger(__name__)
 
 MAX_NETWORK_ATTEMPTS = 5
-# Kinds sent at least once: an outcome-unknown send is tried again (alerts to the care team).
-AT_LEAST_ONCE = ("alert",)
+# Kinds sent at least once: an outcome-unknown send is tried again (alerts and the daily
+# digest to the care team: a duplicate costs a glance, a lost one can cost a patient).
+AT_LEAST_ONCE = ("alert", "digest")
 # How far ahead a reserved slot may lie before the row goes back to the queue (after a 429).
 MAX_SLOT_WAIT = timedelta(seconds=30)
 HARMLESS_400 = ("message is not modified", "query is too old", "message to edit not found")
 CHECKIN_KINDS = ("checkin", "reminder")
+# Kinds that still go to someone who withdrew: the one notice that the care team withdrew her.
+AFTER_WITHDRAWAL_KINDS = ("care_team_change",)
 OPEN_STATUSES = (CheckInStatus.sent, CheckInStatus.partial)
 
 
@@ -97,7 +102,12 @@ class SendResult:
 def error_text(exc: BaseException) -> str:
     """Returns a storable error: the class name and Telegram's description, never message text."""
     if isinstance(exc, TelegramError):
-        return f"{type(exc).__name__}: {exc.message}"[:200]
+        name = type(exc).__name__
+        # Telegram's own description often starts with the same word ("Forbidden: bot was
+        # blocked by the user"): say it once.
+        if exc.message.lower().startswith(name.lower() + ":"):
+            return exc.message[:200]
+        return f"{name}: {exc.message}"[:200]
     return type(exc).__name__[:200]
 
 
@@ -143,6 +153,10 @@ async def _why_not_send(
         # A pause stops check-ins and reminders; other kinds (e.g. re-consent) still go.
         if reason == MissedReason.paused and row.kind not in CHECKIN_KINDS:
             reason = None
+        if row.kind in AFTER_WITHDRAWAL_KINDS and participant is not None:
+            reachable = participant.reachable and participant.chat_id is not None
+            if participant.status == Lifecycle.withdrawn and reachable:
+                reason = None
         if reason is not None:
             scheduled = checkin is not None and checkin.status == CheckInStatus.scheduled
             if checkin is not None and scheduled and row.kind == "checkin":
@@ -174,10 +188,14 @@ async def record_checkin_send(
     session: AsyncSession,
     row: OutgoingMessage,
     message_id: int | None,
-    reminder_delay: timedelta,
+    settings: Settings,
     at: datetime,
 ) -> None:
-    """Records a delivered check-in or reminder on its CheckIn (status, times, message ids)."""
+    """Records a delivered check-in or reminder on its CheckIn (status, times, message ids).
+
+    A check-in's automatic reminder is planned here, to fit before her quiet hours
+    (`bot.scheduling.reminder_time`); none is planned when no time fits.
+    """
     if row.checkin_id is None or row.kind not in CHECKIN_KINDS:
         return
     checkin = await session.get(CheckIn, row.checkin_id)
@@ -188,7 +206,19 @@ async def record_checkin_send(
             checkin.status = CheckInStatus.sent
         if checkin.sent_at is None:
             checkin.sent_at = at
-            checkin.next_reminder_at = at + reminder_delay
+            participant = await session.get(Participant, checkin.participant_id)
+            tz = (
+                participant_zone(participant, default=settings.default_timezone)
+                if participant is not None
+                else settings.default_timezone
+            )
+            checkin.next_reminder_at = reminder_time(
+                sent_at=at,
+                tz=tz,
+                quiet=settings.quiet_window,
+                delay=timedelta(minutes=settings.reminder_delay_minutes),
+                closes_at=checkin.window_closes_at,
+            )
     else:
         checkin.reminder_count += 1
     if message_id is not None:
@@ -408,7 +438,7 @@ async def _record_sent(services: Services, row_id: int, message_id: int | None) 
             session=session,
             row=row,
             message_id=message_id,
-            reminder_delay=timedelta(minutes=services.settings.reminder_delay_minutes),
+            settings=services.settings,
             at=at,
         )
         hook = services.after_send.get(row.kind)

@@ -6,7 +6,9 @@ stop intent or "stop sending me messages" gets its safety reply (`handlers.views
 after any note or question she was asked for has been saved. Otherwise what a typed message
 means is decided by `Participant.awaiting` in the database (never by process memory), so any
 worker can route it: `services.text_routes` maps what is awaited to the flow that takes it
-(filled by the routing table in bot/app.py, so this module imports no other flow). Photos,
+(filled by the routing table in bot/app.py, so this module imports no other flow). Before all
+of that, text from a member of staff who is writing to a participant (`bot.staff`, only for
+someone who holds a role) goes to the care team's route and is never read as a patient's. Photos,
 voice notes and files are answered but never downloaded or stored. Nothing here logs what
 she wrote (only the detected kind and rule ids).
 """
@@ -18,11 +20,11 @@ import logging
 from telegram import Update
 from telegram.ext import BaseHandler, CallbackQueryHandler, MessageHandler, filters
 
-from bot import doctor_first
+from bot import checkins, doctor_first, staff
 from bot.awaiting import AwaitKind, awaiting
 from bot.models import Participant
 from handlers.common import BotContext, msgs
-from handlers.ui import Turn, turn
+from handlers.ui import Screen, Turn, turn
 from handlers.views.checkin import open_question
 from handlers.views.common import emergency_for, unknown_command, way_on
 from handlers.views.safety import detect, safety_reply
@@ -41,10 +43,18 @@ async def _route(t: Turn, key: str) -> bool:
 @turn
 async def on_text(t: Turn) -> None:
     """Answers safety signals first, then hands typed text to the flow that asked for it."""
+    # A member of staff writing to a participant: their text is theirs, not a patient's, so
+    # it goes to the care team's route before any safety detection reads it.
+    writing = await staff.pending_text(
+        session=t.session, settings=t.settings, telegram_user_id=t.user_id
+    )
+    if writing is not None and await _route(t, staff.TEXT_ROUTE):
+        return
     participant = t.participant
     detection = detect(t.text, participant)
     wanted = awaiting(participant)
     kind = wanted.kind if wanted is not None else None
+    start = len(t.reply.messages)
     if detection.kind == "emergency":
         # Her emergency number comes before anything else; a note she typed is still kept.
         screen = await safety_reply(
@@ -54,6 +64,7 @@ async def on_text(t: Turn) -> None:
             t.reply.show(screen)
         if kind == AwaitKind.note:
             await _route(t, AwaitKind.note)
+        _one_message_for_overlong_text(t, start)
         return
     if participant is None:
         t.reply.say(msgs().get("fallback.not_started"))
@@ -65,6 +76,8 @@ async def on_text(t: Turn) -> None:
     ):
         await _route(t, kind)
         return
+    # Looked up before her note is saved, which may close the check-in.
+    checkin_id = await _checkin_of(t) if signal else None
     handled = False
     if kind in (AwaitKind.question, AwaitKind.note):
         handled = await _route(t, kind)
@@ -73,15 +86,49 @@ async def on_text(t: Turn) -> None:
     if signal:
         # After her note or question is saved: the safety reply (doctor-first path and so on).
         screen = await safety_reply(
-            session=t.session, participant=participant, settings=t.settings, detection=detection
+            session=t.session,
+            participant=participant,
+            settings=t.settings,
+            detection=detection,
+            checkin_id=checkin_id,
         )
         if screen is not None:
             t.reply.show(screen)
-        return
+            _one_message_for_overlong_text(t, start)
+            return
+        # This check-in had its red-flag reply already (the alert is updated): she goes on
+        # where she was.
+        if not handled:
+            handled = await _route(t, OPEN_CHECKIN)
     if handled:
         return
     log.debug("free text from participant %s with nothing awaited", participant.id)
     t.reply.say(helpful_text(t, participant), way_on(participant))
+
+
+async def _checkin_of(t: Turn) -> int | None:
+    """Returns the check-in her words came during: the note's check-in, else her open one."""
+    wanted = awaiting(t.participant)
+    if wanted is not None and wanted.checkin_id is not None:
+        return wanted.checkin_id
+    if t.participant is None:
+        return None
+    checkin = await checkins.open_checkin_for(session=t.session, participant=t.participant)
+    return checkin.id if checkin is not None else None
+
+
+def _one_message_for_overlong_text(t: Turn, start: int) -> None:
+    """Joins everything said since `start` into one message when her text was an overlong note.
+
+    "Too long" and the safety answer her words need arrive together, in the order they were
+    planned, with all their buttons.
+    """
+    said = t.reply.messages[start:]
+    if len(said) < 2 or not checkins.too_long(t.text):
+        return
+    text = "\n\n".join(screen.text for screen in said)
+    buttons = [row for screen in said for row in (screen.buttons or [])]
+    t.reply.messages[start:] = [Screen(text, buttons or None)]
 
 
 async def _note_is_next(t: Turn) -> bool:
@@ -109,8 +156,13 @@ async def on_media(t: Turn) -> None:
     # is only read for safety signals, like typed text.
     participant = t.participant
     detection = detect(t.text, participant)
+    red_flag = detection.kind == "red_flag"
     screen = await safety_reply(
-        session=t.session, participant=participant, settings=t.settings, detection=detection
+        session=t.session,
+        participant=participant,
+        settings=t.settings,
+        detection=detection,
+        checkin_id=await _checkin_of(t) if red_flag else None,
     )
     if detection.kind == "emergency" and screen is not None:
         t.reply.show(screen)

@@ -87,9 +87,7 @@ async def test_a_red_flag_reaches_the_group_within_one_tick_and_the_first_press_
 async def test_without_a_group_each_coordinator_gets_the_alert_and_a_press_updates_both(
     tmp_path: Path,
 ) -> None:
-    h = await make_harness(
-        f"sqlite:///{tmp_path / 'two.db'}", coordinator_ids=[NURSE_A, NURSE_B]
-    )
+    h = await make_harness(f"sqlite:///{tmp_path / 'two.db'}", coordinator_ids=[NURSE_A, NURSE_B])
     try:
         await _red_flag_checkin(h)
         await h.tick()

@@ -118,7 +118,7 @@ async def test_blocked_participant_is_marked_unreachable_and_sends_stop(h: Harne
     assert report.blocked == 1
     [failed] = await outbox(h.db, kind="checkin")
     assert failed.state == OutboxState.failed
-    assert failed.last_error == "Forbidden: Forbidden: bot was blocked by the user"
+    assert failed.last_error == "Forbidden: bot was blocked by the user"
     stored = await reload(h.db, ParticipantRow, p.id)
     assert stored.reachable is False and stored.unreachable_since == clock.now()
     assert stored.status == "active"  # blocking is not a lifecycle change

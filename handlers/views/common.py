@@ -36,8 +36,15 @@ def way_on(participant: Participant | None) -> Buttons:
 
 
 def help_text(participant: Participant | None, settings: Settings) -> str:
-    """Returns the /help text with her emergency number."""
-    return msgs(participant).get("help.text", emergency=emergency_for(participant, settings))
+    """Returns the /help text with her emergency number.
+
+    Someone who never started gets what the bot is and how to begin, not commands that
+    would only tell them to send /start.
+    """
+    emergency = emergency_for(participant, settings)
+    if participant is None:
+        return msgs().get("help.not_joined", study=settings.study_name, emergency=emergency)
+    return msgs(participant).get("help.text", emergency=emergency)
 
 
 def privacy_text(participant: Participant | None, settings: Settings) -> str:
@@ -56,9 +63,9 @@ def unknown_command(participant: Participant | None) -> Screen:
 async def staff_help(
     *, session: AsyncSession, settings: Settings, user_id: int | None
 ) -> Screen | None:
-    """Returns the care team's own /help, or None for someone without a role."""
+    """Returns the care team's own /help, or None for someone without a care-team role."""
     if not await roles.may(
-        session=session, settings=settings, telegram_user_id=user_id, work=roles.OVERVIEW
+        session=session, settings=settings, telegram_user_id=user_id, work=roles.COORDINATOR_WORK
     ):
         return None
     return Screen(messages("en").get("care_team.staff_help"))
