@@ -288,6 +288,8 @@ async def test_privileged_commands_answer_like_an_unknown_command_without_the_ro
 
 
 OTHER_GROUP = -1009876500000  # a group the bot is in that is not the coordinators' group
+
+
 @pytest.mark.parametrize(
     ("person", "group"),
     [
