@@ -47,6 +47,11 @@ OPEN_STATUSES = (CheckInStatus.scheduled, CheckInStatus.sent, CheckInStatus.part
 MAX_TEXT = 2000
 
 
+def too_long(text: str) -> bool:
+    """Tells whether typed text is over the length a note may have."""
+    return len(text.strip()) > MAX_TEXT
+
+
 class Outcome(StrEnum):
     """What recording one answer did."""
 

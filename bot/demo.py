@@ -2,7 +2,9 @@
 
 The same Application, handlers, database code and dispatcher run as in production; only the
 Bot API is an in-process fake (`FakeTelegram`). Inline buttons are shown as numbered choices,
-and `:next` jumps the one clock to her next check-in so it can be tried at once.
+and `:next` jumps the one clock to her next check-in so it can be tried at once. Pictures and
+documents (/mytrend, /doctorcard) are written to `data/demo/` and their paths printed; pages
+sent as Telegram HTML (/learn) are shown as plain text, bold in a terminal that can show it.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -34,6 +38,8 @@ DEMO_TOKEN = "123456:offline-demo"
 DEMO_PSEUDONYM_KEY = "offline-demo-only-pseudonym-key"
 DEMO_EMERGENCY_NUMBER = "112"
 INDENT = "     "
+BOLD, NOT_BOLD = "\033[1m", "\033[22m"  # ANSI, only when writing to a terminal
+PNG_MAGIC = b"\x89PNG"
 
 Writer = Callable[[str], None]
 
@@ -57,10 +63,20 @@ def demo_settings(base: Settings, database_url: str) -> Settings:
 class Demo:
     """One demo session: the real bot over a fake Bot API, printing what the patient sees."""
 
-    def __init__(self, settings: Settings, write: Writer, *, user_id: int = DEMO_USER_ID):
+    def __init__(
+        self,
+        settings: Settings,
+        write: Writer,
+        *,
+        user_id: int = DEMO_USER_ID,
+        files_dir: Path | None = None,
+        ansi: bool = False,
+    ):
         self.settings = settings
         self.write = write
         self.user_id = user_id
+        self.files_dir = files_dir or data_dir() / "demo"  # where pictures and papers go
+        self.ansi = ansi  # bold as ANSI codes (a terminal), else plain text
         self.fake = FakeTelegram()
         self.db = Database(settings.database_url)
         self.app: BotApplication = build_application(
@@ -93,7 +109,7 @@ class Demo:
             return True
         if text.startswith(":"):
             return await self._demo_command(text)
-        if _is_choice_key(text):
+        if is_choice_key(text):
             if not await self._press(text.lower()):
                 return True
         else:
@@ -242,7 +258,10 @@ class Demo:
                 continue
             label = t("cli.demo.bot") if previous is None else t("cli.demo.updated")
             self._seen[message.message_id] = snapshot
-            self.write(render_message(label, message))
+            self.write(render_message(label, message, ansi=self.ansi))
+            saved = save_file(message, self.files_dir) if previous is None else None
+            if saved is not None:
+                self.write(INDENT + t("cli.demo.file_saved", path=shown_path(saved)) + "\n")
             shown += 1
         popups = self.fake.answered_callbacks[self._popups :]
         self._popups = len(self.fake.answered_callbacks)
@@ -266,7 +285,8 @@ def _scale_label(label: str) -> str | None:
     return bare if bare.isdigit() else None
 
 
-def _is_choice_key(text: str) -> bool:
+def is_choice_key(text: str) -> bool:
+    """Tells whether typed input presses a button (a number, or one letter) rather than talks."""
     return text.isdigit() or (len(text) == 1 and text.isalpha() and text.isascii())
 
 
@@ -288,9 +308,70 @@ def choice_keys(message: FakeMessage) -> list[tuple[str, str, str]]:
     return keyed
 
 
-def render_message(label: str, message: FakeMessage) -> str:
+class _TerminalHtml(HTMLParser):
+    """Turns Telegram HTML into terminal text: bold kept (ANSI) or dropped, links as text (url)."""
+
+    def __init__(self, *, ansi: bool) -> None:
+        super().__init__(convert_charrefs=True)
+        self.ansi = ansi
+        self.out: list[str] = []
+        self._links: list[tuple[str, int]] = []  # (href, where its text starts in `out`)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("b", "strong") and self.ansi:
+            self.out.append(BOLD)
+        elif tag == "a":
+            self._links.append((dict(attrs).get("href") or "", len(self.out)))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("b", "strong") and self.ansi:
+            self.out.append(NOT_BOLD)
+        elif tag == "a" and self._links:
+            href, start = self._links.pop()
+            label = "".join(self.out[start:]).replace(BOLD, "").replace(NOT_BOLD, "")
+            if href and href != label.strip():
+                self.out.append(f" ({href})")
+
+    def handle_data(self, data: str) -> None:
+        self.out.append(data)
+
+
+def terminal_text(html_text: str, *, ansi: bool = False) -> str:
+    """Returns Telegram HTML as terminal text: no tags, entities decoded, links as text (url)."""
+    parser = _TerminalHtml(ansi=ansi)
+    parser.feed(html_text)
+    parser.close()
+    return "".join(parser.out)
+
+
+def save_file(message: FakeMessage, folder: Path) -> Path | None:
+    """Writes the picture or document a message carries into `folder`; None when it has none."""
+    if message.file is None:
+        return None
+    if message.photo:
+        ext = "png" if message.file.startswith(PNG_MAGIC) else "jpg"
+        name = f"picture-{message.message_id}.{ext}"
+    else:
+        stem, dot, ext = (message.document_name or "document").rpartition(".")
+        name = f"{stem}-{message.message_id}.{ext}" if dot else f"{ext}-{message.message_id}"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(message.file)
+    return path
+
+
+def shown_path(path: Path) -> str:
+    """Returns a path as a person can use it from here: relative when below this folder."""
+    relative = os.path.relpath(path)
+    return str(path) if relative.startswith("..") else relative
+
+
+def render_message(label: str, message: FakeMessage, *, ansi: bool = False) -> str:
     """Formats one bot message for the terminal, each button with the key that presses it."""
-    lines = message.text.splitlines() or [""]
+    text = message.text
+    if message.parse_mode and message.parse_mode.upper() == "HTML":
+        text = terminal_text(text, ansi=ansi)
+    lines = text.splitlines() or [""]
     out = [f"{label}: {lines[0]}"] + [f"{INDENT}{line}" if line else "" for line in lines[1:]]
     keys = iter(choice_keys(message))
     for row in message.button_rows():
@@ -306,10 +387,16 @@ def render_message(label: str, message: FakeMessage) -> str:
 
 
 async def run_demo(
-    lines: Iterable[str], write: Writer, *, settings: Settings, echo: bool = False
+    lines: Iterable[str],
+    write: Writer,
+    *,
+    settings: Settings,
+    echo: bool = False,
+    files_dir: Path | None = None,
+    ansi: bool = False,
 ) -> Demo:
     """Drives one demo session from `lines` until they end or `:quit`; returns the session."""
-    demo = Demo(settings, write)
+    demo = Demo(settings, write, files_dir=files_dir, ansi=ansi)
     await demo.start()
     try:
         for line in lines:
@@ -362,7 +449,16 @@ def main(*, keep: bool = False, database: str | None = None) -> int:
         print(text, flush=True)
 
     try:
-        asyncio.run(run_demo(lines, write, settings=settings, echo=not interactive))
+        asyncio.run(
+            run_demo(
+                lines,
+                write,
+                settings=settings,
+                echo=not interactive,
+                files_dir=data_dir() / "demo",
+                ansi=sys.stdout.isatty(),
+            )
+        )
     except KeyboardInterrupt:
         print(flush=True)
         print(t("cli.demo.bye"), flush=True)

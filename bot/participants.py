@@ -15,6 +15,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.clock import now
+from bot.config import parse_hhmm
 from bot.content import consent_text
 from bot.countries import country as find_country
 from bot.models import (
@@ -27,7 +28,7 @@ from bot.models import (
     Schedule,
 )
 from bot.pseudonym import pseudonym_for
-from bot.scheduling import active_schedule, set_schedule
+from bot.scheduling import Planned, active_schedule, save_schedule, set_schedule
 
 MEDICINES = ("anastrozole", "letrozole", "exemestane", "other", "not_sure")
 STARTED = ("this_month", "1_6_months", "6_12_months", "over_year", "not_sure")
@@ -203,6 +204,12 @@ def parse_local_time(text: str) -> str | None:
     return f"{hour:02d}:{minute:02d}"
 
 
+def time_presets(default_time: str) -> tuple[str, ...]:
+    """Returns the check-in times offered as buttons: the study's default first, then the rest."""
+    first = parse_hhmm(default_time).strftime("%H:%M")  # "7:15" in .env is 07:15
+    return (first, *(hhmm for hhmm in TIME_PRESETS if hhmm != first))
+
+
 def is_weekday_mask(mask: str) -> bool:
     """Tells whether a mask is weekday digits 0-6, sorted and unique (as buttons carry them)."""
     return all(ch in EVERY_DAY for ch in mask) and mask == "".join(sorted(set(mask)))
@@ -317,13 +324,13 @@ async def change_schedule(
     local_time: str | None = None,
     weekdays: str | None = None,
     timezone: str | None = None,
-) -> Schedule:
-    """Changes one part of her active schedule, so her next check-in moves."""
+) -> Planned:
+    """Changes one part of her active schedule, so her next check-in moves (at most one a day)."""
     current = await active_schedule(session=session, participant_id=participant.id or 0)
     zone = timezone or participant.timezone or (current.timezone if current else None)
     if zone is None:
         raise ValueError("she has no time zone yet")
-    schedule = await set_schedule(
+    planned = await save_schedule(
         session=session,
         participant=participant,
         local_time=local_time or (current.local_time if current else default_time),
@@ -331,7 +338,7 @@ async def change_schedule(
         timezone=zone,
     )
     await session.flush()
-    return schedule
+    return planned
 
 
 async def next_checkin(*, session: AsyncSession, participant: Participant) -> CheckIn | None:

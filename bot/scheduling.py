@@ -8,9 +8,11 @@ that does not exist (spring forward) moves forward by the gap, a time that happe
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import sqlalchemy as sa
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -20,6 +22,11 @@ from bot.content import questionnaire
 from bot.models import CheckIn, CheckInOrigin, CheckInStatus, Participant, Schedule
 
 ALL_WEEKDAYS = "0123456"  # Monday=0 ... Sunday=6
+# The automatic reminder comes this long before her quiet hours begin when the usual delay
+# would run into them (an evening check-in), but never sooner than REMINDER_MIN_GAP after
+# the check-in itself: a reminder on the heels of the question only nags.
+REMINDER_BEFORE_QUIET = timedelta(minutes=15)
+REMINDER_MIN_GAP = timedelta(minutes=30)
 
 
 def parse_weekdays(weekdays: str) -> frozenset[int]:
@@ -82,6 +89,55 @@ def quiet_hours_end(*, at: datetime, tz: str, quiet: tuple[time, time]) -> datet
     raise AssertionError("quiet hours always end within two days")
 
 
+def quiet_hours_start(*, at: datetime, tz: str, quiet: tuple[time, time]) -> datetime:
+    """Returns when her quiet hours next begin after `at` (UTC)."""
+    zone = ZoneInfo(tz)
+    local_day = at.astimezone(zone).date()
+    for offset in range(3):
+        start = local_instant(day=local_day + timedelta(days=offset), at=quiet[0], zone=zone)
+        if start > at:
+            return start
+    raise AssertionError("quiet hours always begin within two days")
+
+
+def reminder_time(
+    *,
+    sent_at: datetime,
+    tz: str,
+    quiet: tuple[time, time],
+    delay: timedelta,
+    closes_at: datetime,
+) -> datetime | None:
+    """Returns when a check-in sent at `sent_at` gets its automatic reminder, or None.
+
+    The reminder comes after `delay`, or REMINDER_BEFORE_QUIET before her quiet hours begin if
+    that is earlier, but at least REMINDER_MIN_GAP (or `delay`, if shorter) after the check-in.
+    A check-in too close to her quiet hours gets none. One sent inside them (she chose that
+    time) is reminded when they end, if its window is still open then.
+    """
+    at = sent_at + delay
+    if quiet[0] != quiet[1]:
+        if in_quiet_hours(at=sent_at, tz=tz, quiet=quiet):
+            at = quiet_hours_end(at=at, tz=tz, quiet=quiet)
+        else:
+            begins = quiet_hours_start(at=sent_at, tz=tz, quiet=quiet)
+            latest = begins - REMINDER_BEFORE_QUIET
+            earliest = sent_at + min(delay, REMINDER_MIN_GAP)
+            at = max(min(at, latest), earliest)
+            if at >= begins:
+                return None
+    return at if at < closes_at else None
+
+
+def reminder_fits(
+    *, local_time: str, tz: str, quiet: tuple[time, time], delay: timedelta, window: timedelta
+) -> bool:
+    """Tells whether a check-in at this local time of day gets an automatic reminder."""
+    due = next_due(local_time=local_time, weekdays=ALL_WEEKDAYS, tz=tz, after=clock.now())
+    found = reminder_time(sent_at=due, tz=tz, quiet=quiet, delay=delay, closes_at=due + window)
+    return found is not None
+
+
 def participant_zone(
     participant: Participant, *, default: str, schedule: Schedule | None = None
 ) -> str:
@@ -139,6 +195,37 @@ async def pending_checkins(*, session: AsyncSession, participant_id: int) -> lis
     return list(result.all())
 
 
+async def days_already_asked(
+    *, session: AsyncSession, participant_id: int, tz: str, since: datetime
+) -> set[date]:
+    """Returns her local days (in `tz`) since `since` with a scheduled check-in that went out
+    (queued or sent) or that she answered."""
+    result = await session.exec(
+        select(CheckIn.due_at).where(
+            CheckIn.participant_id == participant_id,
+            CheckIn.origin == CheckInOrigin.scheduled,
+            col(CheckIn.due_at) >= since,
+            sa.or_(
+                col(CheckIn.queued_at).is_not(None),
+                col(CheckIn.sent_at).is_not(None),
+                col(CheckIn.first_answer_at).is_not(None),
+            ),
+        )
+    )
+    zone = ZoneInfo(tz)
+    return {due.astimezone(zone).date() for due in result.all()}
+
+
+@dataclass(frozen=True)
+class Planned:
+    """Her saved schedule and her next check-in under it."""
+
+    schedule: Schedule
+    next_due: datetime
+    # Her new time fell later on a day she had already been asked: it starts the next day.
+    from_next_day: bool
+
+
 async def set_schedule(
     *,
     session: AsyncSession,
@@ -149,6 +236,31 @@ async def set_schedule(
     window_hours: int | None = None,
 ) -> Schedule:
     """Saves her one active schedule and replaces her next not-yet-sent check-in to match it."""
+    planned = await save_schedule(
+        session=session,
+        participant=participant,
+        local_time=local_time,
+        weekdays=weekdays,
+        timezone=timezone,
+        window_hours=window_hours,
+    )
+    return planned.schedule
+
+
+async def save_schedule(
+    *,
+    session: AsyncSession,
+    participant: Participant,
+    local_time: str,
+    weekdays: str,
+    timezone: str,
+    window_hours: int | None = None,
+) -> Planned:
+    """Saves her one active schedule and plans its first check-in, at most one per local day.
+
+    A time moved later on a day whose check-in already went out (or was answered) starts the
+    next day, so she is never asked twice in one day about "yesterday's" tablet.
+    """
     parse_hhmm(local_time)
     ZoneInfo(timezone)  # raises on an unknown zone before anything is stored
     weekdays = normalise_weekdays(weekdays)
@@ -170,7 +282,14 @@ async def set_schedule(
     await session.flush()
     assert schedule.id is not None
 
-    due = next_due(local_time=local_time, weekdays=weekdays, tz=timezone, after=clock.now())
+    at = clock.now()
+    due = next_due(local_time=local_time, weekdays=weekdays, tz=timezone, after=at)
+    asked = await days_already_asked(
+        session=session, participant_id=participant.id, tz=timezone, since=at - timedelta(days=2)
+    )
+    first = due
+    while due.astimezone(ZoneInfo(timezone)).date() in asked:
+        due = next_due(local_time=local_time, weekdays=weekdays, tz=timezone, after=due)
     window = window_hours if window_hours is not None else get_settings().checkin_window_hours
     pending = await pending_checkins(session=session, participant_id=participant.id)
     keep = next((c for c in pending if c.schedule_id == schedule.id and c.due_at == due), None)
@@ -189,7 +308,7 @@ async def set_schedule(
             )
         )
         await session.flush()
-    return schedule
+    return Planned(schedule=schedule, next_due=due, from_next_day=due != first)
 
 
 async def slot_taken(*, session: AsyncSession, schedule_id: int, due_at: datetime) -> bool:

@@ -12,7 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from telegram import Update
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, filters
 
-from bot import checkins
+from bot import checkins, offers
 from bot.awaiting import Awaiting, AwaitKind, awaiting, set_awaiting
 from bot.checkins import AnswerResult, CheckinState, Outcome
 from bot.content import Item, consent_text
@@ -61,14 +61,17 @@ async def _follow_up(
         if not result.completed:
             return
     if result.completed:
-        reply.say(with_prefix(summary_text(state, m)))
+        # Tailored offers (rules in content/rules/offers.yaml) follow the summary, unless
+        # they came already, when only the optional note was left (see below). They are
+        # decided first: a red-flag offer means the summary need not repeat its advice.
+        after = (
+            []
+            if item.optional
+            else await offer_screens(session=t.session, participant=participant, checkin=checkin)
+        )
+        reply.say(with_prefix(await _summary(t, state)))
         _set_note_awaiting(participant, checkin, None)
-        if not item.optional:
-            # Tailored offers (rules in content/rules/offers.yaml) follow the summary, unless
-            # they came already, when only the optional note was left (see below).
-            reply.messages.extend(
-                await offer_screens(session=t.session, participant=participant, checkin=checkin)
-            )
+        reply.messages.extend(after)
     elif result.next_changed and result.next_item is not None:
         nxt = result.next_item
         if nxt.optional and state.only_optional_left():
@@ -82,6 +85,15 @@ async def _follow_up(
         _set_note_awaiting(participant, checkin, nxt)
     elif prefix:
         reply.say(prefix)
+
+
+async def _summary(t: Turn, state: CheckinState) -> str:
+    """Returns the closing summary, without red-flag advice she already had in this check-in."""
+    assert t.participant is not None
+    advised = await offers.red_flag_advised(
+        session=t.session, participant=t.participant, checkin_id=state.checkin.id
+    )
+    return summary_text(state, t.m, advised=advised)
 
 
 # ---------------------------------------------------------------- /checkin
@@ -123,7 +135,7 @@ async def on_checkin_command(t: Turn) -> None:
     state = await checkins.load_state(session=t.session, checkin=checkin)
     item = state.current_item()
     if item is None:
-        t.reply.say(summary_text(state, m))
+        t.reply.say(await _summary(t, state))
         return
     intro = m.get("checkin.resume_open" if existing else "checkin.on_demand_intro")
     text, buttons = question_view(state, item, m)
@@ -236,7 +248,9 @@ async def _store_note(t: Turn, state: CheckinState, item: Item) -> None:
     participant = t.participant
     assert participant is not None
     text = t.text
-    if len(text.strip()) > checkins.MAX_TEXT or not text.strip():
+    # An overlong note gets one message: this one, with any safety answer her words need
+    # joined to it by the fallback.
+    if checkins.too_long(text) or not text.strip():
         _, buttons = question_view(state, item, t.m)
         t.reply.say(t.m.get("checkin.note_too_long"), buttons)
         return

@@ -94,7 +94,7 @@ async def on_resume(t: Turn) -> None:
 
 @turn
 async def on_help(t: Turn) -> None:
-    """Says what the bot can do, that it is not a doctor, and her emergency number."""
+    """Says what the bot can do (before /start: what it is and how to join), and her number."""
     t.reply.say(help_text(t.participant, t.settings))
     staff = await staff_help(session=t.session, settings=t.settings, user_id=t.user_id)
     if staff is not None:

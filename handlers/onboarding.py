@@ -31,10 +31,12 @@ from handlers.views.setup import (
     ITEM_STEPS,
     ONB,
     apply_answer,
+    ask,
     consent_buttons,
     consent_message,
     item_menu,
     next_checkin_words,
+    no_reminder_note,
     parse_press,
     question,
     summary_message,
@@ -294,7 +296,7 @@ async def _onboarding_press(
         return
     if answer.typed_prompt:
         _ask(participant, Step.time)
-        reply.say(m.get("onboarding.ask_time_typed"))
+        reply.say(ask(m, ONB, "time_typed"))
         return
     if answer.stored_country is not None:
         pt.set_country(participant=participant, code=answer.stored_country)
@@ -306,6 +308,7 @@ async def _onboarding_press(
         await pt.set_draft_time(
             session=session, participant=participant, local_time=answer.stored_time
         )
+        _note_no_reminder(reply, settings, participant, answer.stored_time)
     elif answer.stored_days is not None:
         await pt.set_draft_days(
             session=session, participant=participant, weekdays=answer.stored_days
@@ -313,6 +316,15 @@ async def _onboarding_press(
     session.add(participant)
     reply.chosen = answer.label
     reply.say(*(await current_question(session, participant, settings))[1])
+
+
+def _note_no_reminder(
+    reply: Reply, settings: Settings, participant: Participant, local_time: str
+) -> None:
+    """Tells her, under her chosen time, when a check-in then gets no reminder."""
+    note = no_reminder_note(msgs(participant), ONB, participant, settings, local_time)
+    if note is not None:
+        reply.say(note)
 
 
 async def _confirm(
@@ -377,6 +389,7 @@ async def _typed_onboarding(
             reply.say(m.get("onboarding.time_unclear"))
             return
         await pt.set_draft_time(session=session, participant=participant, local_time=hhmm)
+        _note_no_reminder(reply, settings, participant, hhmm)
         reply.say(*(await current_question(session, participant, settings))[1])
         return
     if step == Step.consent:

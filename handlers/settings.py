@@ -1,7 +1,8 @@
 """/settings: change medicine, start, country and zone, check-in time or days (`set:` buttons).
 
-The questions are the set-up ones (`handlers.views.setup`, also asked by onboarding); a change
-of zone, time or days re-plans her schedule at once, so her next check-in moves.
+The questions are the set-up ones (`handlers.views.setup`, also asked by onboarding) in their
+own words; a change of zone, time or days re-plans her schedule at once, so her next check-in
+moves (at most one check-in a day: a time moved later after today's went out starts tomorrow).
 """
 
 from __future__ import annotations
@@ -23,16 +24,18 @@ from handlers.common import BotContext, msgs
 from handlers.ui import Reply, TextRoute, Turn, turn
 from handlers.views.setup import (
     ITEM_STEPS,
+    SET,
     apply_answer,
+    ask,
     item_menu,
     next_checkin_words,
+    no_reminder_note,
     parse_press,
     profile_fields,
     question,
     zone_question,
 )
 
-SET = "set"
 TYPED_TIME = Awaiting(AwaitKind.settings, Step.time)
 
 
@@ -93,8 +96,8 @@ async def _reschedule(
     weekdays: str | None = None,
     timezone: str | None = None,
 ) -> None:
-    """Re-plans her schedule and says when the next check-in comes."""
-    await pt.change_schedule(
+    """Re-plans her schedule and says when the next check-in comes (and if it gets no reminder)."""
+    planned = await pt.change_schedule(
         session=session,
         participant=participant,
         default_time=settings.default_checkin_time,
@@ -104,7 +107,16 @@ async def _reschedule(
     )
     m = msgs(participant)
     when = await next_checkin_words(session, participant)
-    text = m.get("settings.saved_next", when=when) if when else m.get("settings.no_next")
+    if not when:
+        text = m.get("settings.no_next")
+    elif planned.from_next_day:
+        text = m.get("settings.saved_from_next_day", when=when)
+    else:
+        text = m.get("settings.saved_next", when=when)
+    if local_time is not None:
+        # When her new time leaves no room for a reminder before her quiet hours, say so.
+        note = no_reminder_note(m, SET, participant, settings, local_time)
+        text = text if note is None else f"{text}\n\n{note}"
     reply.say(text, _after_save(participant))
 
 
@@ -160,7 +172,7 @@ async def _settings_press(
         return
     if answer.typed_prompt:
         set_awaiting(participant, TYPED_TIME)
-        reply.say(m.get("onboarding.ask_time_typed"))
+        reply.say(ask(m, SET, "time_typed"))
         return
     _stop_typing(participant)
     session.add(participant)

@@ -13,10 +13,20 @@ from sqlmodel import select
 
 from bot.config import Settings
 from bot.content import t
-from bot.demo import DEMO_USER_ID, Demo, choice_keys, demo_settings, fresh_database, run_demo
+from bot.demo import (
+    BOLD,
+    DEMO_USER_ID,
+    Demo,
+    choice_keys,
+    demo_settings,
+    fresh_database,
+    run_demo,
+    terminal_text,
+)
 from bot.migrate import upgrade_to_head
 from bot.models import Answer, CheckIn, CheckInStatus, Lifecycle, Participant
 from tests.conftest import make_settings
+from tests.factories import make_active_participant
 
 
 class Screen:
@@ -158,6 +168,55 @@ def test_make_demo_works_from_a_pipe_without_a_token(tmp_path: Path) -> None:
     assert "you> /start" in done.stdout
     assert "Traceback" not in done.stderr
     assert database.exists()
+
+
+async def test_demo_saves_the_trend_picture_and_the_visit_card_and_prints_their_paths(
+    tmp_path: Path,
+) -> None:
+    screen = Screen()
+    files = tmp_path / "data" / "demo"
+    session = Demo(_settings(tmp_path), screen.write, files_dir=files)
+    await session.start()
+    try:
+        await make_active_participant(session.db, telegram_user_id=DEMO_USER_ID)
+        mark = len(screen.chunks)
+        await session.handle("/mytrend")
+        [png] = files.glob("*.png")
+        assert png.read_bytes().startswith(b"\x89PNG")
+        assert t("cli.demo.file_saved", path=str(png)) in screen.since(mark)
+
+        mark = len(screen.chunks)
+        await session.handle("/doctorcard")
+        [pdf] = files.glob("*.pdf")
+        assert pdf.read_bytes().startswith(b"%PDF")
+        printed = screen.since(mark)
+        assert t("pictures.card_caption") in printed
+        assert t("cli.demo.file_saved", path=str(pdf)) in printed
+    finally:
+        await session.stop()
+
+
+async def test_demo_shows_learn_pages_without_html_tags(tmp_path: Path) -> None:
+    for ansi in (False, True):
+        screen = Screen()
+        session = Demo(_settings(tmp_path / str(ansi)), screen.write, ansi=ansi)
+        await session.start()
+        try:
+            await make_active_participant(session.db, telegram_user_id=DEMO_USER_ID)
+            await session.handle("/learn")
+            await session.handle("1")  # the first topic
+            page = screen.chunks[-1]
+            assert "<b>" not in page and "</b>" not in page and "&amp;" not in page
+            assert (BOLD in page) is ansi  # bold only for a terminal
+        finally:
+            await session.stop()
+
+
+def test_terminal_text_keeps_words_and_link_targets() -> None:
+    html = '<b>Joint pain</b> &amp; you: <a href="https://example.org/x">read more</a>'
+    assert terminal_text(html) == "Joint pain & you: read more (https://example.org/x)"
+    assert terminal_text(html, ansi=True).startswith(BOLD + "Joint pain")
+    assert terminal_text('<a href="https://a.b">https://a.b</a>') == "https://a.b"
 
 
 def test_demo_database_is_fresh_unless_kept(tmp_path: Path) -> None:

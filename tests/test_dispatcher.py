@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from bot import checkins, clock
+from bot import participants as pt
+from bot.config import Settings
 from bot.models import (
     Answer,
     CheckIn,
@@ -32,6 +34,7 @@ from tests.dispatch_helpers import (
     run_for,
     tick,
 )
+from tests.onboarding_steps import onboard, participant, pending_checkins
 
 MADRID = "Europe/Madrid"
 NEW_YORK = "America/New_York"
@@ -206,27 +209,62 @@ async def test_reminder_waits_for_the_end_of_her_quiet_hours(h: Harness) -> None
     p = await add_participant(h.db, uid=PATIENT, local_time="05:00")
     checkin = await jump_to_next(h, p.id or 0)
     assert local(h.fake.last(PATIENT).sent_at, "Europe/London").hour == 5
-    move_to(checkin.due_at + timedelta(hours=2, seconds=10))
-    report = await tick(h)
-    assert report.reminders_held == 1
-    assert len(h.fake.chat(PATIENT)) == 1
     stored = await reload(h.db, CheckIn, checkin.id)
     assert stored.next_reminder_at == datetime(2026, 1, 13, 8, 0, tzinfo=UTC)
+    move_to(checkin.due_at + timedelta(hours=2, seconds=10))
+    await tick(h)
+    assert len(h.fake.chat(PATIENT)) == 1
     move_to(datetime(2026, 1, 13, 8, 0, 5, tzinfo=UTC))
     await tick(h)
     assert len(h.fake.chat(PATIENT)) == 2
 
 
-async def test_reminder_that_would_fall_in_quiet_hours_until_the_window_closes_is_dropped(
-    h: Harness,
+@pytest.mark.parametrize(
+    "hhmm", pt.time_presets(Settings.model_fields["default_checkin_time"].default)
+)
+async def test_every_offered_time_is_reminded_before_her_quiet_hours(
+    harness: Harness, hhmm: str
 ) -> None:
-    p = await add_participant(h.db, uid=PATIENT, local_time="20:00")
+    # Through set-up and the real renderers: the default time (19:00) and 20:00 used to get
+    # no reminder at all, since 120 minutes after them falls in her quiet hours (21:00).
+    h = harness
+    await onboard(h, time_label=hhmm)
+    assert not any("no reminders" in text for text in h.texts(PATIENT))
+    p = await participant(h.db)
+    assert p is not None and p.id is not None
+    [checkin] = await pending_checkins(h.db, p.id)
+    move_to(checkin.due_at + timedelta(seconds=5))
+    await h.tick()
+    sent = h.last(PATIENT)
+    assert sent.text.startswith("Time for your check-in")
+    planned = (await reload(h.db, CheckIn, checkin.id)).next_reminder_at
+    assert planned is not None
+    move_to(planned - timedelta(minutes=1))
+    await h.tick()
+    assert h.last(PATIENT) is sent
+    move_to(planned + timedelta(seconds=5))
+    await h.tick()
+    reminder = h.last(PATIENT)
+    assert reminder.text.startswith("A gentle reminder")
+    assert local(reminder.sent_at, "Europe/London").time() < time(21, 0)
+    assert timedelta(minutes=30) <= reminder.sent_at - sent.sent_at <= timedelta(minutes=121)
+    move_to(checkin.window_closes_at + timedelta(seconds=5))
+    await h.tick()
+    stored = await reload(h.db, CheckIn, checkin.id)
+    assert (stored.status, stored.reminder_count) == (CheckInStatus.missed, 1)
+
+
+async def test_checkin_too_close_to_her_quiet_hours_gets_no_reminder(h: Harness) -> None:
+    # 20:45: no time is both 30 minutes after it and before quiet hours begin at 21:00.
+    p = await add_participant(h.db, uid=PATIENT, local_time="20:45")
     checkin = await jump_to_next(h, p.id or 0)
-    await run_for(h, timedelta(hours=7), every=600)
+    assert (await reload(h.db, CheckIn, checkin.id)).next_reminder_at is None
+    await run_for(h, timedelta(hours=7), every=1800)
     assert len(h.fake.chat(PATIENT)) == 1
     stored = await reload(h.db, CheckIn, checkin.id)
     assert stored.status == CheckInStatus.missed
     assert stored.missed_reason == MissedReason.no_answer
+    assert stored.reminder_count == 0
 
 
 async def test_remind_me_in_an_hour_sends_another_reminder(h: Harness) -> None:

@@ -490,6 +490,7 @@ async def test_help_says_what_the_bot_does_and_gives_her_emergency_number(
 async def test_help_lists_every_command_of_the_menu(harness: Harness) -> None:
     from bot.app import PATIENT_COMMANDS
 
+    await make_active_participant(harness.db)
     await harness.command(PATIENT, "help")
     text = harness.last(PATIENT).text
     assert [name for name in PATIENT_COMMANDS if f"/{name} " not in text] in ([], ["help"])
@@ -498,6 +499,17 @@ async def test_help_lists_every_command_of_the_menu(harness: Harness) -> None:
 async def test_help_without_joining_uses_the_study_emergency_number(harness: Harness) -> None:
     await harness.command(PATIENT, "help")
     assert "call 999" in harness.last(PATIENT).text
+
+
+async def test_help_before_start_says_what_the_bot_is_and_how_to_join(harness: Harness) -> None:
+    from bot.app import PATIENT_COMMANDS
+
+    await harness.command(PATIENT, "help")
+    text = harness.last(PATIENT).text
+    assert harness.settings.study_name in text and "joint pain" in text
+    assert "/start" in text and "not a doctor" in text
+    # Nothing she cannot use yet: no patient command but /start.
+    assert [name for name in PATIENT_COMMANDS if f"/{name}" in text and name != "start"] == []
 
 
 async def test_privacy_says_what_is_stored_and_how_to_leave(harness: Harness) -> None:

@@ -293,6 +293,56 @@ async def test_time_typed_over_the_preset_buttons_is_taken(harness: Harness) -> 
     assert "Check-in time: 18:45" in h.last(PATIENT).text
 
 
+NO_REMINDER_NOTE = (
+    "Good to know: I send no reminders from 21:00 to 08:00, "
+    "so a check-in at this time will not get one."
+)
+
+
+@pytest.mark.parametrize(
+    ("default", "offered"),
+    [
+        ("07:15", ["07:15", "08:00", "09:00", "12:00", "18:00", "20:00"]),
+        ("20:00", ["20:00", "08:00", "09:00", "12:00", "18:00"]),  # no second 20:00
+        ("20:45", ["20:45", "08:00", "09:00", "12:00", "18:00", "20:00"]),
+    ],
+)
+async def test_the_default_checkin_time_is_offered_first(
+    tmp_path: Path, default: str, offered: list[str]
+) -> None:
+    h = await make_harness(f"sqlite:///{tmp_path / 'default.db'}", default_checkin_time=default)
+    try:
+        await reach_time_question(h)
+        question = h.last(PATIENT)
+        assert question.text == "What time of day would you like your check-in?"
+        assert [label for label, _ in question.buttons()] == [*offered, "Another time"]
+        await h.press(PATIENT, default)
+        # 20:45 leaves no room for a reminder before quiet hours (21:00): she is told.
+        assert (NO_REMINDER_NOTE in h.texts(PATIENT)) == (default == "20:45")
+        await h.press(PATIENT, "Every day")
+        assert f"Check-in time: {default}" in h.last(PATIENT).text
+    finally:
+        await h.app.shutdown()
+        await h.db.dispose()
+
+
+async def test_a_time_with_no_room_for_a_reminder_is_noted_when_she_picks_it(
+    harness: Harness,
+) -> None:
+    h = harness
+    await reach_time_question(h)
+    await h.press(PATIENT, "20:00")  # reminded at 20:45, before quiet hours
+    await h.press(PATIENT, "Every day")
+    assert NO_REMINDER_NOTE not in h.texts(PATIENT)
+    await h.press(PATIENT, "Change something")
+    await h.press(PATIENT, "Check-in time")
+    await h.press(PATIENT, "Another time")
+    await h.send(PATIENT, "8:40 pm")
+    texts = h.texts(PATIENT)
+    assert texts[-2] == NO_REMINDER_NOTE
+    assert "Check-in time: 20:40" in texts[-1] and texts[-1].endswith("Is this right?")
+
+
 @pytest.mark.parametrize("typed", ["after dinner", "7", "25:00", "7:75", "13pm", ""])
 def test_unclear_times_are_not_guessed(typed: str) -> None:
     assert parse_local_time(typed) is None

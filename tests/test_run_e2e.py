@@ -21,6 +21,7 @@ from sqlalchemy import create_engine
 from sqlmodel import Session, select
 
 from bot import clock
+from bot.clock import OFFSET_VARIABLE, offset_from_environment
 from bot.config import Settings
 from bot.content import consent_text, questionnaire
 from bot.devtools.bot_api_server import FakeBotApiServer, command_update, running_server
@@ -226,13 +227,22 @@ def test_webhook_on_the_url_path_registers_the_secret_and_refuses_requests_witho
 # Two patients walk it at once (in threads, so the suite waits for one check-in, not two):
 # one joins by open enrollment against the server root, the other with an invite made by
 # `adherence-bot invite create` against the ".../bot" prefix, with DEBUG logs on.
+#
+# Each bot process runs on the real clock, shifted at start-up (ADHERENCE_CLOCK_OFFSET_SECONDS,
+# see bot/clock.py) so that one of its minute boundaries falls READY + LEAD seconds after it
+# starts: she types that minute as soon as she reaches the time question, instead of the test
+# waiting up to a minute for the wall clock's next one. Due times, the dispatcher's ticks and
+# what the database stores are all the bot's own clock; the test compares in that frame too.
 
 UK = ZoneInfo("Europe/London")
 MIN_AHEAD = 25.0  # seconds between typing the time and the check-in being due, at least ...
-MAX_AHEAD = 85.0  # ... and at most
+MAX_AHEAD = 85.0  # ... and at most (pick_checkin_time's defaults)
+READY = 11.0  # seconds from starting the bot to typing the time, usually (~8-11 s)
+LEAD = 14.0  # seconds from typing the time to its being due, when she is READY on time
+MIN_LEAD = 10.0  # at least this much (three replies, then dispatcher ticks before it is due)
 ON_TIME = 30.0  # the check-in must arrive within this many seconds of its due time
 STEP_TIMEOUT = 15.0  # one reply to one tap or message
-JOURNEY_TIMEOUT = 240.0  # ~60-100 s normally; more only when it must wait out midnight
+JOURNEY_TIMEOUT = 240.0  # ~30 s normally; more when she types late or must wait out midnight
 LOCK_SCREEN_WORDS = (
     "anastrozole",
     "letrozole",
@@ -249,14 +259,16 @@ LOCK_SCREEN_WORDS = (
 )
 
 
-def pick_checkin_time(at: datetime) -> tuple[str, datetime] | None:
+def pick_checkin_time(
+    at: datetime, *, min_ahead: float = MIN_AHEAD, max_ahead: float = MAX_AHEAD
+) -> tuple[str, datetime] | None:
     """Returns ("HH:MM" in UK time, its UTC instant) due 25-85 s after `at`, or None.
 
     None when that minute falls on the next local day or around a clock change; the caller
-    waits and asks again.
+    waits and asks again. `min_ahead` and `max_ahead` change the 25-85 s window.
     """
     local = at.astimezone(UK)
-    earliest = local + timedelta(seconds=MIN_AHEAD)
+    earliest = local + timedelta(seconds=min_ahead)
     wall = earliest.replace(tzinfo=None, second=0, microsecond=0)
     if wall < earliest.replace(tzinfo=None):
         wall += timedelta(minutes=1)
@@ -267,7 +279,7 @@ def pick_checkin_time(at: datetime) -> tuple[str, datetime] | None:
     ahead = (due.astimezone(UTC) - at).total_seconds()
     if wall.date() != local.date() or not (unambiguous and round_trips):
         return None
-    if not MIN_AHEAD <= ahead <= MAX_AHEAD:
+    if not min_ahead <= ahead <= max_ahead:
         return None  # the wall clock jumped (an hour back in autumn)
     return wall.strftime("%H:%M"), due.astimezone(UTC)
 
@@ -287,6 +299,23 @@ def test_pick_checkin_time_is_25_to_85_seconds_ahead_on_the_same_local_day() -> 
         "02:01",
         datetime(2026, 10, 25, 2, 1, tzinfo=UTC),
     )
+
+
+def test_clock_offset_variable_shifts_by_seconds_and_refuses_anything_else() -> None:
+    assert offset_from_environment({}) == timedelta(0)
+    assert offset_from_environment({OFFSET_VARIABLE: ""}) == timedelta(0)
+    assert offset_from_environment({OFFSET_VARIABLE: "37.25"}) == timedelta(seconds=37.25)
+    assert offset_from_environment({OFFSET_VARIABLE: " -90 "}) == timedelta(seconds=-90)
+    for bad in ("12s", "1:30", "nan", "inf"):
+        with pytest.raises(ValueError, match=OFFSET_VARIABLE):
+            offset_from_environment({OFFSET_VARIABLE: bad})
+
+
+def minute_boundary_after(seconds: float) -> timedelta:
+    """Returns the clock offset that puts a whole minute `seconds` from now (0-60 s ahead)."""
+    target = datetime.now(UTC) + timedelta(seconds=seconds)
+    boundary = target.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    return boundary - target
 
 
 def bot_env(server_url: str, database: Path, **extra: str) -> dict[str, str]:
@@ -320,7 +349,12 @@ class Journey:
     patient: int
     started: float = field(default_factory=time.monotonic)
     proc: subprocess.Popen[bytes] | None = None
+    offset: timedelta = timedelta(0)  # the bot's clock minus the real one
     timings: dict[str, float] = field(default_factory=dict)
+
+    def bot_now(self) -> datetime:
+        """Returns the time on the bot process's clock."""
+        return datetime.now(UTC) + self.offset
 
     @property
     def fake(self) -> FakeTelegram:
@@ -341,20 +375,26 @@ class Journey:
         )
         elapsed = time.monotonic() - self.started
         raise AssertionError(
-            f"[{self.name}] {what} (after {elapsed:.1f} s, now {datetime.now(UTC):%H:%M:%S} "
-            f"UTC)\nlast messages to the patient:\n{sent}\nbot stdout:\n{out[-1500:]}"
+            f"[{self.name}] {what} (after {elapsed:.1f} s, now {self.bot_now():%H:%M:%S} UTC "
+            f"on the bot's clock, shifted {self.offset.total_seconds():+.1f} s)"
+            f"\nlast messages to the patient:\n{sent}\nbot stdout:\n{out[-1500:]}"
             f"\nbot stderr (tail):\n{err[-4000:]}"
         )
 
     def start_bot(self, *args: str) -> None:
-        """Starts `adherence-bot run` in the journey's folder, output going to files."""
+        """Starts `adherence-bot run` in the journey's folder, output going to files.
+
+        Its clock is shifted so that a minute begins READY + LEAD seconds from now.
+        """
         script = Path(sys.executable).parent / "adherence-bot"
+        self.offset = minute_boundary_after(READY + LEAD)
+        env = {**self.env, OFFSET_VARIABLE: f"{self.offset.total_seconds():.6f}"}
         with (
             (self.folder / "bot.out").open("wb") as out,
             (self.folder / "bot.err").open("wb") as err,
         ):
             self.proc = subprocess.Popen(
-                [str(script), "run", *args], cwd=self.folder, env=self.env, stdout=out, stderr=err
+                [str(script), "run", *args], cwd=self.folder, env=env, stdout=out, stderr=err
             )
 
     def wait_for(self, probe: Callable[[], _T | None], what: str, timeout: float) -> _T:
@@ -476,12 +516,15 @@ def walk_through(
     j.tap("Another time", time_question)
     j.wait_for(lambda: j.reply("Please type the time", after=before), "the typing prompt", 15)
 
-    # A time 25-85 s ahead on the real clock, in her (UK) time.
+    # The next minute at least MIN_LEAD s ahead on the bot's clock, in her (UK) time: the one
+    # the offset put LEAD s ahead, unless she got here more than LEAD - MIN_LEAD s late.
     picked = j.wait_for(
-        lambda: pick_checkin_time(datetime.now(UTC)), "a usable check-in minute", 100.0
+        lambda: pick_checkin_time(j.bot_now(), min_ahead=MIN_LEAD),
+        "a usable check-in minute",
+        100.0,
     )
     hhmm, due = picked
-    j.timings["typed_time_ahead"] = (due - datetime.now(UTC)).total_seconds()
+    j.timings["typed_time_ahead"] = (due - j.bot_now()).total_seconds()
     before = j.newest_id()
     j.server.send_text(j.patient, hhmm)
     j.wait_for(lambda: j.question("Every day", after=before), "the days question", STEP_TIMEOUT)
@@ -496,13 +539,13 @@ def walk_through(
 
     # The check-in arrives by itself, on time.
     settled = done.message_id
-    wait = (due - datetime.now(UTC)).total_seconds() + ON_TIME + 5
+    wait = (due - j.bot_now()).total_seconds() + ON_TIME + 5
     first = j.wait_for(
         lambda: j.question("Did you take your tablet yesterday?", after=settled),
         f"the check-in due at {hhmm} UK time",
         wait,
     )
-    arrived = datetime.now(UTC)
+    arrived = j.bot_now()  # due and arrival on the bot's clock
     late = (arrived - due).total_seconds()
     j.timings["late_by"] = late
     if late < 0 or late > ON_TIME:
@@ -594,6 +637,8 @@ def run_journey(
     assert j.proc is not None and j.proc.returncode == 0, err[-3000:]
     assert "running (long polling)" in out and "@e2e_test_bot" in out, out
     assert "Bot stopped." in out, out
+    # It really ran on the shifted clock the test compares in.
+    assert f"clock shifted by {j.offset.total_seconds():+.3f} s by {OFFSET_VARIABLE}" in err, err
     assert "Traceback" not in out + err, err[-3000:]
     assert "handler failed" not in err, err[-3000:]
     assert TOKEN not in out + err and TOKEN.split(":")[1] not in out + err
@@ -629,7 +674,7 @@ def run_journey(
 def test_new_patients_join_get_their_checkin_on_time_and_their_answers_are_stored(
     tmp_path: Path,
 ) -> None:
-    # The bot process runs on the real clock; the fake server's timestamps should too.
+    # The bot processes run on the real clock (shifted); the fake servers' stamps use it too.
     clock.reset()
     open_dir, invite_dir = tmp_path / "open", tmp_path / "invite"
     open_dir.mkdir()

@@ -10,7 +10,13 @@ import pytest
 from bot import clock
 from bot.content import questionnaire
 from bot.models import CheckInStatus
-from bot.scheduling import in_quiet_hours, next_due, quiet_hours_end, set_schedule
+from bot.scheduling import (
+    in_quiet_hours,
+    next_due,
+    quiet_hours_end,
+    reminder_time,
+    set_schedule,
+)
 from tests.conftest import PATIENT, Harness
 from tests.dispatch_helpers import add_participant, checkins_of, reload
 
@@ -121,6 +127,35 @@ def test_quiet_hours_that_do_not_wrap() -> None:
     quiet = (time(13, 0), time(14, 0))
     assert in_quiet_hours(at=datetime(2026, 1, 12, 13, 30, tzinfo=UTC), tz="UTC", quiet=quiet)
     assert not in_quiet_hours(at=datetime(2026, 1, 12, 14, 0, tzinfo=UTC), tz="UTC", quiet=quiet)
+
+
+@pytest.mark.parametrize(
+    ("sent", "expected"),
+    [
+        ("09:00", "11:00"),  # the usual delay fits
+        ("19:00", "20:45"),  # just before quiet hours instead of 21:00
+        ("20:15", "20:45"),  # exactly 30 minutes after
+        ("20:20", "20:50"),  # at least 30 minutes after, still before 21:00
+        ("20:30", None),  # no time fits before 21:00
+        ("05:00", "08:00"),  # she chose a quiet-hours time: reminded when they end
+        ("23:00", None),  # they end after her window closes
+    ],
+)
+def test_reminder_comes_before_quiet_hours_but_not_on_the_heels_of_the_checkin(
+    sent: str, expected: str | None
+) -> None:
+    # In New York, to show the rule works in her own zone (21:00 there is 02:00 UTC).
+    day = datetime(2026, 1, 12)
+    hour, minute = (int(part) for part in sent.split(":"))
+    sent_at = datetime.combine(day, time(hour, minute), ZoneInfo(NEW_YORK)).astimezone(UTC)
+    found = reminder_time(
+        sent_at=sent_at,
+        tz=NEW_YORK,
+        quiet=QUIET,
+        delay=timedelta(minutes=120),
+        closes_at=sent_at + timedelta(hours=6),
+    )
+    assert (None if found is None else local(found, NEW_YORK).strftime("%H:%M")) == expected
 
 
 async def test_first_checkin_is_the_next_occurrence_even_minutes_away(harness: Harness) -> None:

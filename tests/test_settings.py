@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from pathlib import Path
 
-from bot.models import CheckIn, Lifecycle, Participant
-from tests.conftest import PATIENT, Harness
+import pytest
+
+from bot.models import CheckIn, Lifecycle, OutboxState, Participant
+from tests.conftest import PATIENT, Harness, make_harness
+from tests.dispatch_helpers import move_to, outbox
 from tests.factories import make_active_participant
 from tests.onboarding_steps import (
     active_schedules,
@@ -124,6 +128,100 @@ async def test_days_change_moves_the_next_checkin(harness: Harness) -> None:
     assert schedule.weekdays == "35"
     assert await next_due(h, pid) == datetime(2026, 1, 15, 20, 0, tzinfo=UTC)
     assert "on Thursday at 20:00" in h.last(PATIENT).text
+
+
+@pytest.mark.parametrize("answered", [False, True])
+async def test_time_moved_later_after_todays_checkin_starts_tomorrow(
+    harness: Harness, answered: bool
+) -> None:
+    h = harness
+    await onboard(h, time_label="12:00")
+    p = await participant(h.db)
+    assert p is not None and p.id is not None
+    move_to(datetime(2026, 1, 12, 12, 0, 5, tzinfo=UTC))
+    await h.tick()
+    assert h.last(PATIENT).text.startswith("Time for your check-in")
+    if answered:
+        await h.press(PATIENT, "Yes")
+    move_to(datetime(2026, 1, 12, 13, 0, tzinfo=UTC))
+    await h.command(PATIENT, "settings")
+    await h.press(PATIENT, "Check-in time")
+    await h.press(PATIENT, "18:00")
+    assert h.last(PATIENT).text == (
+        "Saved. You already had today's check-in, so your next one comes tomorrow at 18:00."
+    )
+    assert await next_due(h, p.id) == datetime(2026, 1, 13, 18, 0, tzinfo=UTC)
+    # Nothing more today; the new time starts tomorrow.
+    for at in (
+        datetime(2026, 1, 12, 18, 0, 5, tzinfo=UTC),
+        datetime(2026, 1, 13, 18, 0, 5, tzinfo=UTC),
+    ):
+        move_to(at)
+        await h.tick()
+    sent = await outbox(h.db, kind="checkin", state=OutboxState.sent)
+    assert [row.sent_at.date() for row in sent if row.sent_at] == [
+        date(2026, 1, 12),
+        date(2026, 1, 13),
+    ]
+
+
+async def test_settings_questions_ask_about_a_change_in_their_own_words(
+    harness: Harness,
+) -> None:
+    h = harness
+    await onboarded(h)
+    asked: list[str] = []
+    for item in ("Medicine", "When I started", "Check-in time", "Days", "Country and time zone"):
+        await h.command(PATIENT, "settings")
+        await h.press(PATIENT, item)
+        asked.append(h.last(PATIENT).text)
+    assert asked == [
+        "Which medicine do you take now?",
+        "About when did you start taking it?",
+        "What time would you like your check-in from now on?",
+        "How often would you like a check-in from now on?",
+        "Which country do you live in now? This sets your time zone and your emergency number.",
+    ]
+    await h.press(PATIENT, "United States")
+    assert h.last(PATIENT).text == "Which time zone are you in now?"
+    await h.command(PATIENT, "settings")
+    await h.press(PATIENT, "Check-in time")
+    await h.press(PATIENT, "Another time")
+    assert h.last(PATIENT).text == "Please type the new time, for example 7:30 pm or 19:30."
+
+
+async def test_settings_offer_the_default_time_first(tmp_path: Path) -> None:
+    h = await make_harness(f"sqlite:///{tmp_path / 'default.db'}", default_checkin_time="07:15")
+    try:
+        await onboarded(h)
+        await h.command(PATIENT, "settings")
+        await h.press(PATIENT, "Check-in time")
+        offered = [label for label, _ in h.last(PATIENT).buttons()]
+        assert offered == ["07:15", "08:00", "09:00", "12:00", "18:00", "20:00", "Another time"]
+        await h.press(PATIENT, "07:15")
+        assert "tomorrow at 07:15" in h.last(PATIENT).text
+    finally:
+        await h.app.shutdown()
+        await h.db.dispose()
+
+
+async def test_settings_time_with_no_room_for_a_reminder_says_so(harness: Harness) -> None:
+    h = harness
+    await onboarded(h)
+    await h.command(PATIENT, "settings")
+    await h.press(PATIENT, "Check-in time")
+    await h.press(PATIENT, "Another time")
+    await h.send(PATIENT, "20:45")
+    assert h.last(PATIENT).text == (
+        "Saved. Your next check-in comes today at 20:45.\n\n"
+        "Please note: I send no reminders from 21:00 to 08:00, "
+        "so a check-in at this time will not get one."
+    )
+    await h.press(PATIENT, "Change something else")
+    await h.press(PATIENT, "Check-in time")
+    await h.press(PATIENT, "18:00")
+    assert h.last(PATIENT).text.startswith("Saved. Your next check-in comes today at 18:00")
+    assert "no reminders" not in h.last(PATIENT).text
 
 
 async def test_medicine_change_is_stored_and_leaves_the_schedule_alone(harness: Harness) -> None:

@@ -3,7 +3,9 @@
 It wraps `FakeTelegram` in a small threaded HTTP server that speaks the Bot API's URL scheme
 (`/bot<token>/<method>`), and adds a queue of updates that `getUpdates` hands out once each.
 Run it with `python -m bot.devtools.bot_api_server --port 8081`, then start the bot with
-TELEGRAM_API_BASE_URL=http://127.0.0.1:8081 and any well-formed token.
+TELEGRAM_API_BASE_URL=http://127.0.0.1:8081 and any well-formed token. It only speaks the Bot
+API, so nobody can chat through it: to be the patient yourself, run `python -m
+bot.devtools.chat --port 8081` instead, which serves the same fake and reads what you type.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl
+
+from telegram import InputFile
 
 from bot import clock
 from bot.devtools.fake_telegram import BOT_ID, FakeMessage, FakeTelegram, _NotModified
@@ -78,11 +82,18 @@ def command_update(user_id: int, text: str, *, first_name: str = "Ana") -> dict[
 def callback_update(
     user_id: int, data: str, message: FakeMessage, *, first_name: str = "Ana"
 ) -> dict[str, Any]:
-    """Returns the payload of a button press on a message the fake server holds."""
+    """Returns the payload of a button press on a message the fake server holds.
+
+    A message in a group (a negative chat id, e.g. the coordinators' group) is pressed there,
+    by whichever member `user_id` is.
+    """
+    chat: dict[str, Any] = {"id": message.chat_id, "type": "private", "first_name": first_name}
+    if message.chat_id < 0:
+        chat = {"id": message.chat_id, "type": "supergroup", "title": "Care team"}
     pressed: dict[str, Any] = {
         "message_id": message.message_id,
         "date": int(message.sent_at.timestamp()),
-        "chat": {"id": message.chat_id, "type": "private", "first_name": first_name},
+        "chat": chat,
         "from": {"id": BOT_ID, "is_bot": True, "first_name": "Companion"},
         "text": message.text,
     }
@@ -121,7 +132,11 @@ def _parse_body(content_type: str, body: bytes) -> dict[str, Any]:
                 continue
             payload = part.get_payload(decode=True)
             raw = payload if isinstance(payload, bytes) else b""
-            params[str(name)] = part.get_filename() or raw.decode("utf-8", "replace")
+            filename = part.get_filename()
+            # An uploaded picture or document keeps its bytes, as over the in-process transport.
+            params[str(name)] = (
+                InputFile(raw, filename=filename) if filename else raw.decode("utf-8", "replace")
+            )
         return params
     return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
 

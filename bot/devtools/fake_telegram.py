@@ -70,6 +70,9 @@ class FakeMessage:
     edits: int = 0
     document_name: str | None = None
     photo: bool = False
+    # The picture or document itself (the demo saves it to disk); kept out of repr: it is big.
+    file: bytes | None = field(default=None, repr=False)
+    parse_mode: str | None = None  # "HTML" when the text carries Telegram HTML tags
 
     def buttons(self) -> list[tuple[str, str]]:
         """Returns (label, callback data) for every inline button, row by row."""
@@ -424,6 +427,10 @@ class FakeTelegram:
             protect_content=bool(params.get("protect_content", False)),
             document_name=_file_name(params.get("document")),
             photo=method == "sendPhoto",
+            file=_file_bytes(
+                params.get("photo") if method == "sendPhoto" else params.get("document")
+            ),
+            parse_mode=_parse_mode(params),
         )
         self.messages.append(msg)
         return msg
@@ -509,6 +516,8 @@ class FakeTelegram:
             if new_text == msg.text and new_markup == msg.reply_markup:
                 raise _NotModified
             msg.text, msg.reply_markup = new_text, new_markup
+            if method != "editMessageReplyMarkup":
+                msg.parse_mode = _parse_mode(params)
             msg.edits += 1
             return self._message_json(msg)
         if method == "answerCallbackQuery":
@@ -547,6 +556,17 @@ def _file_name(value: Any) -> str | None:
         return None
     name = getattr(value, "filename", None)
     return str(name) if name else "attachment"
+
+
+def _file_bytes(value: Any) -> bytes | None:
+    """Returns the content of an uploaded file (a PTB InputFile), if it carries one."""
+    content = getattr(value, "input_file_content", None)
+    return content if isinstance(content, bytes) else None
+
+
+def _parse_mode(params: dict[str, Any]) -> str | None:
+    mode = params.get("parse_mode")
+    return str(mode) if mode else None
 
 
 class FakeRequest(BaseRequest):

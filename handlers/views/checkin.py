@@ -91,8 +91,12 @@ def question_view(state: CheckinState, item: Item, m: Messages) -> tuple[str, Bu
     return text, item_buttons(state.checkin.id or 0, item, m, chosen)
 
 
-def summary_text(state: CheckinState, m: Messages) -> str:
-    """Returns the closing summary: her answers in plain words."""
+def summary_text(state: CheckinState, m: Messages, *, advised: bool = False) -> str:
+    """Returns the closing summary: her answers in plain words.
+
+    `advised`: the check-in already brought her red-flag advice, so the summary does not
+    repeat "tell your care team" (one check-in, one red-flag reply).
+    """
     out = [m.get("checkin.summary_title")]
     something_new = False
     for line in checkins.summary(state):
@@ -102,7 +106,7 @@ def summary_text(state: CheckinState, m: Messages) -> str:
         if line.item.type == "multi" and any(v not in line.item.exclusive for v in line.values):
             something_new = True
     out.append("")
-    if something_new:
+    if something_new and not advised:
         out.append(m.get("checkin.summary_new"))
     out.append(m.get("checkin.summary_footer"))
     return "\n".join(out)

@@ -1,7 +1,8 @@
 """The set-up questions and her profile in words, shared by onboarding and /settings.
 
 Callback data: `<onb|set>:<op>[:<arg>...]`. The same question, with the flow's prefix, serves
-joining and changing a setting later; each flow decides what a stored answer leads to.
+joining and changing a setting later, each flow in its own words (`ASK`); each flow decides
+what a stored answer leads to.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import datetime, timedelta
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import participants as pt
+from bot import scheduling
 from bot.clock import now
 from bot.config import Settings
 from bot.content import Messages, consent_text
@@ -23,6 +25,7 @@ from bot.participants import Step
 from handlers.common import msgs
 
 ONB = "onb"
+SET = "set"  # /settings (handlers.settings)
 
 COUNTRIES_PER_PAGE = 8
 # Callback data: a prefix, an operation and its arguments (values are checked per operation).
@@ -56,8 +59,41 @@ ITEM_STEPS = {
     "tm": Step.time,
     "dy": Step.days,
 }
+# Each flow asks in its own words: onboarding leads her through set-up step by step, while
+# /settings asks about one change ("Which medicine do you take now?").
+ASK = {
+    ONB: {
+        "medicine": "onboarding.ask_medicine",
+        "started": "onboarding.ask_started",
+        "country": "onboarding.ask_country",
+        "zone": "onboarding.ask_zone",
+        "zone_other": "onboarding.ask_zone_other",
+        "time": "onboarding.ask_time",
+        "time_typed": "onboarding.ask_time_typed",
+        "days": "onboarding.ask_days",
+        "pick_days": "onboarding.ask_pick_days",
+        "no_reminder": "onboarding.no_reminder",
+    },
+    SET: {
+        "medicine": "settings.ask_medicine",
+        "started": "settings.ask_started",
+        "country": "settings.ask_country",
+        "zone": "settings.ask_zone",
+        "zone_other": "settings.ask_zone_other",
+        "time": "settings.ask_time",
+        "time_typed": "settings.ask_time_typed",
+        "days": "settings.ask_days",
+        "pick_days": "settings.ask_pick_days",
+        "no_reminder": "settings.no_reminder",
+    },
+}
 DAY_SHORT = tuple(f"onboarding.day_short.{d}" for d in range(7))
 DAY_LONG = tuple(f"onboarding.day_long.{d}" for d in range(7))
+
+
+def ask(m: Messages, prefix: str, name: str, **values: object) -> str:
+    """Returns one set-up sentence in the words of the flow with this prefix."""
+    return m.get(ASK[prefix][name], **values)
 
 
 def parse_press(data: str | None) -> tuple[str, str, list[str]] | None:
@@ -194,8 +230,8 @@ def zone_question(
     ]
     if found.is_other:
         rows.append([(default_zone_label(m, settings), f"{prefix}:tz:{found.code}:d")])
-        return m.get("onboarding.ask_zone_other"), rows
-    return m.get("onboarding.ask_zone"), rows
+        return ask(m, prefix, "zone_other"), rows
+    return ask(m, prefix, "zone"), rows
 
 
 def days_toggle(m: Messages, prefix: str, mask: str) -> tuple[str, Buttons]:
@@ -207,7 +243,7 @@ def days_toggle(m: Messages, prefix: str, mask: str) -> tuple[str, Buttons]:
         buttons.append((label, f"{prefix}:dy:{pt.toggle_weekday(mask, day) or '-'}"))
     rows: Buttons = [buttons[:4], buttons[4:]]
     rows.append([(m.get("onboarding.days_done"), f"{prefix}:dd:{mask or '-'}")])
-    return m.get("onboarding.ask_pick_days"), rows
+    return ask(m, prefix, "pick_days"), rows
 
 
 def question(
@@ -222,15 +258,15 @@ def question(
     if step == Step.consent:
         return consent_message(m, participant)
     if step == Step.medicine:
-        return m.get("onboarding.ask_medicine"), [
+        return ask(m, prefix, "medicine"), [
             [(m.get(key), f"{prefix}:med:{value}")] for value, key in MEDICINE_LABELS.items()
         ]
     if step == Step.started:
-        return m.get("onboarding.ask_started"), [
+        return ask(m, prefix, "started"), [
             [(m.get(key), f"{prefix}:st:{value}")] for value, key in STARTED_LABELS.items()
         ]
     if step == Step.country:
-        return m.get("onboarding.ask_country"), country_page(m, prefix, 0)
+        return ask(m, prefix, "country"), country_page(m, prefix, 0)
     if step == Step.zone:
         found = country(participant.country)
         if found is None:
@@ -239,12 +275,16 @@ def question(
             )
         return zone_question(m, prefix, found, settings)
     if step == Step.time:
-        presets = [(hhmm, f"{prefix}:tm:{hhmm.replace(':', '')}") for hhmm in pt.TIME_PRESETS]
-        rows: Buttons = [presets[:3], presets[3:]]
+        # The study's default time comes first, as .env.example promises.
+        presets = [
+            (hhmm, f"{prefix}:tm:{hhmm.replace(':', '')}")
+            for hhmm in pt.time_presets(settings.default_checkin_time)
+        ]
+        rows: Buttons = [presets[i : i + 3] for i in range(0, len(presets), 3)]
         rows.append([(m.get("onboarding.another_time"), f"{prefix}:tmx")])
-        return m.get("onboarding.ask_time"), rows
+        return ask(m, prefix, "time"), rows
     if step == Step.days:
-        return m.get("onboarding.ask_days"), [
+        return ask(m, prefix, "days"), [
             [(m.get("onboarding.every_day"), f"{prefix}:dd:{pt.EVERY_DAY}")],
             [(m.get("onboarding.choose_days"), f"{prefix}:dy:-")],
         ]
@@ -267,6 +307,24 @@ def summary_message(
         [(m.get("onboarding.confirm"), f"{ONB}:ok")],
         [(m.get("onboarding.change"), f"{ONB}:chg")],
     ]
+
+
+def no_reminder_note(
+    m: Messages, prefix: str, participant: Participant, settings: Settings, local_time: str
+) -> str | None:
+    """Returns a short note when a check-in at this time gets no reminder, else None."""
+    tz = participant.timezone or settings.default_timezone
+    quiet = settings.quiet_window
+    if scheduling.reminder_fits(
+        local_time=local_time,
+        tz=tz,
+        quiet=quiet,
+        delay=timedelta(minutes=settings.reminder_delay_minutes),
+        window=timedelta(hours=settings.checkin_window_hours),
+    ):
+        return None
+    start, end = (t.strftime("%H:%M") for t in quiet)
+    return ask(m, prefix, "no_reminder", quiet_start=start, quiet_end=end)
 
 
 async def next_checkin_words(session: AsyncSession, participant: Participant) -> str:
@@ -314,7 +372,7 @@ async def apply_answer(
         session.add(participant)
         return Answer(label=m.get(STARTED_LABELS[arg]))
     if op == "cp" and arg is not None and arg.isdigit() and len(arg) <= 2:
-        return Answer(replace=(m.get("onboarding.ask_country"), country_page(m, prefix, int(arg))))
+        return Answer(replace=(ask(m, prefix, "country"), country_page(m, prefix, int(arg))))
     if op == "cty" and arg is not None and country(arg) is not None:
         return Answer(label=describe_country(m, arg), stored_country=arg)
     if op == "tz" and len(args) == 2:
