@@ -52,6 +52,8 @@ PAGE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 MARKER_RE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 DOI_RE = re.compile(r"10\.\d{4,9}/\S+")
 PMID_RE = re.compile(r"PMID:?\s*(\d{5,9})", re.IGNORECASE)
+# A numbered fact of the fact sheet: "117. **A hot, swollen joint ...".
+FACT_RE = re.compile(r"^(\d{1,3})\.\s+\*\*", re.MULTILINE)
 BOLD_RE = re.compile(r"\*\*(.+?)\*\*")
 BULLET_RE = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 HEADING_RE = re.compile(r"^\s*#{1,6}\s+")
@@ -59,16 +61,23 @@ HEADING_RE = re.compile(r"^\s*#{1,6}\s+")
 
 @dataclass(frozen=True)
 class Source:
-    """One cited work: its marker number, a short citation and a DOI or PMID."""
+    """One cited work: its marker number, a short citation and a DOI, a PMID or a fact number.
+
+    `fact` is the number of a fact in ../shared/evidence.md, for a source that the fact sheet
+    names without a DOI or PMID (a guideline summary, a consumer health page).
+    """
 
     key: int
     cite: str
     doi: str | None = None
     pmid: str | None = None
+    fact: int | None = None
 
     def identifier(self) -> str:
-        """Returns 'doi:…' or 'PMID …' for the sources list."""
-        return f"doi:{self.doi}" if self.doi else f"PMID {self.pmid}"
+        """Returns 'doi:…' or 'PMID …' for the sources list ('' for a fact-sheet source)."""
+        if self.doi:
+            return f"doi:{self.doi}"
+        return f"PMID {self.pmid}" if self.pmid else ""
 
 
 @dataclass(frozen=True)
@@ -125,9 +134,14 @@ def _parse_source(raw: Any, path: Path) -> Source:
         raise ContentError(f"{path}: every source needs 'key' and 'cite'")
     doi = str(raw["doi"]).strip() if raw.get("doi") else None
     pmid = str(raw["pmid"]).strip() if raw.get("pmid") else None
-    if not doi and not pmid:
-        raise ContentError(f"{path}: source [{raw['key']}] needs a 'doi' or a 'pmid'")
-    return Source(key=int(raw["key"]), cite=str(raw["cite"]).strip(), doi=doi, pmid=pmid)
+    fact = raw.get("fact")
+    if fact is not None and (isinstance(fact, bool) or not isinstance(fact, int) or fact < 1):
+        raise ContentError(f"{path}: source [{raw['key']}] 'fact' must be a fact number")
+    if not doi and not pmid and fact is None:
+        raise ContentError(f"{path}: source [{raw['key']}] needs a 'doi', a 'pmid' or a 'fact'")
+    return Source(
+        key=int(raw["key"]), cite=str(raw["cite"]).strip(), doi=doi, pmid=pmid, fact=fact
+    )
 
 
 def _optional_text(value: Any) -> str | None:
@@ -270,14 +284,15 @@ def _clean_doi(raw: str) -> str:
 
 
 def evidence_ids(text: str) -> set[str]:
-    """Returns every DOI ('doi:…', lowercase) and PMID ('pmid:…') named in a text."""
+    """Returns every DOI ('doi:…', lowercase), PMID ('pmid:…') and numbered fact ('fact:…')."""
     ids = {f"doi:{_clean_doi(m.group(0))}" for m in DOI_RE.finditer(text)}
     ids.update(f"pmid:{m.group(1)}" for m in PMID_RE.finditer(text))
+    ids.update(f"fact:{m.group(1)}" for m in FACT_RE.finditer(text))
     return ids
 
 
 def source_ids(all_pages: Iterable[Page]) -> set[str]:
-    """Returns the DOIs and PMIDs the pages cite, in the form `evidence_ids` uses."""
+    """Returns the DOIs, PMIDs and fact numbers the pages cite, in the form `evidence_ids` uses."""
     ids: set[str] = set()
     for p in all_pages:
         for s in p.sources:
@@ -285,6 +300,8 @@ def source_ids(all_pages: Iterable[Page]) -> set[str]:
                 ids.add(f"doi:{s.doi.lower()}")
             if s.pmid:
                 ids.add(f"pmid:{s.pmid}")
+            if s.fact is not None:
+                ids.add(f"fact:{s.fact}")
     return ids
 
 
@@ -299,7 +316,7 @@ def evidence_index_path() -> Path:
 
 
 def read_evidence_index(path: Path | None = None) -> set[str]:
-    """Reads the committed identifier list: one 'doi:…' or 'pmid:…' a line, '#' comments."""
+    """Reads the committed identifier list: one 'doi:…', 'pmid:…' or 'fact:…' a line."""
     text = (path or evidence_index_path()).read_text(encoding="utf-8")
     lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
     return {line.lower() for line in lines if line}
@@ -423,8 +440,8 @@ def _chunks(body: str) -> list[str]:
 def _sources_html(page: Page, texts: Messages) -> str:
     lines = [f"<b>{html.escape(texts.get('learn.sources_heading'), quote=False)}</b>"]
     for s in sorted(page.sources, key=lambda s: s.key):
-        cite = html.escape(f"[{s.key}] {s.cite}. {s.identifier()}", quote=False)
-        lines.append(cite)
+        line = f"[{s.key}] {s.cite}. {s.identifier()}".rstrip()
+        lines.append(html.escape(line, quote=False))
     return "\n".join(lines)
 
 

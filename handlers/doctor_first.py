@@ -31,9 +31,11 @@ from handlers.views.doctor_first import (
     STOPPING_PAGE,
     TALK_PAGE,
     WEAK,
+    call_team_key,
     page_buttons,
     start_view,
     unavailable,
+    why_doctor_key,
 )
 
 COMMAND = "thinking_of_stopping"
@@ -43,9 +45,9 @@ TIPS = ("joint_pain", "forgot", "cost", "worry")  # barriers with a short extra 
 # ---------------------------------------------------------------- views of the later steps
 
 
-def _explanation(m: Messages, answer: str) -> Screen:
-    """Returns why the choice belongs with her doctor and what to ask."""
-    text = m.get("doctor_first.why_doctor") + "\n\n" + m.get("doctor_first.ask_about")
+def _explanation(m: Messages, alert: Alert, answer: str) -> Screen:
+    """Returns why the choice belongs with her doctor (or why to tell them) and what to ask."""
+    text = m.get(why_doctor_key(alert)) + "\n\n" + m.get("doctor_first.ask_about")
     if answer == PRIVATE:
         text = m.get("doctor_first.private_ack") + "\n\n" + text
     return Screen(text, page_buttons(m, TALK_PAGE, STOPPING_PAGE))
@@ -67,7 +69,7 @@ async def _contact_step(t: Turn, alert: Alert) -> tuple[str, Buttons | None]:
         return m.get("doctor_first.contact_offer"), [
             [(m.get("doctor_first.btn_contact"), STEPS["k"].build(alert.id))]
         ]
-    return m.get("doctor_first.call_team"), None
+    return m.get(call_team_key(alert)), None
 
 
 def _when_question(m: Messages, alert: Alert, n: int, change: str, medicine: str) -> Screen:
@@ -192,7 +194,7 @@ async def _path_step(t: Turn, alert: Alert, step: str, fields: tuple[Any, ...]) 
         if not _close_question(t):
             return
         if not await alerts.receivers(session=t.session, settings=t.settings):
-            reply.say(m.get("doctor_first.call_team"))
+            reply.say(m.get(call_team_key(alert)))
             return
         await doctor_first.request_contact(
             session=t.session, alert=alert, due_by=alerts.due_by(t.settings, now())
@@ -219,7 +221,7 @@ async def _path_step(t: Turn, alert: Alert, step: str, fields: tuple[Any, ...]) 
             ]
             reply.say(m.get("doctor_first.ask_change"), rows)
         else:
-            reply.show(_explanation(m, value))
+            reply.show(_explanation(m, alert, value))
             reply.show(_barrier_question(m, alert, n))
         return
     if step == "c":

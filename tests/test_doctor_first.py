@@ -128,8 +128,11 @@ async def test_stopped_answer_in_a_checkin_leads_to_the_path_then_the_checkin_go
     await h.press(PATIENT, "Not yet")
     texts = h.texts(PATIENT)
     explanation = texts[-2]
-    assert "talk with your doctor before you decide" in explanation
-    assert "higher chance of it coming back" in explanation
+    # She has already stopped: "before you decide" no longer fits; she is asked to tell them.
+    assert "let your doctor know soon that you have stopped" in explanation
+    assert "before you decide" not in explanation
+    assert "more often had their cancer come back" in explanation
+    assert "can't prove" in explanation
     for option in ("another medicine of the same kind", "exercise", "acupuncture", "duloxetine"):
         assert option in explanation
     page_buttons = [label for label, _ in h.fake.chat(PATIENT)[-2].buttons()]
@@ -147,7 +150,7 @@ async def test_stopped_answer_in_a_checkin_leads_to_the_path_then_the_checkin_go
     assert detail["barrier"] == "joint_pain" and detail["src"] == "checkin"
     closing = h.fake.chat(PATIENT)[-2]
     # No receiver is configured: she is asked to call, and nobody promises to contact her.
-    assert "Please call your care team" in closing.text
+    assert "Please call your care team soon to let them know that you have stopped" in closing.text
     assert "contact you" not in closing.text
     assert closing.buttons() == []
     # The check-in goes on where it was.
@@ -163,6 +166,7 @@ async def test_stop_menu_choice_leads_to_the_path_and_an_alert(harness: Harness)
     assert ASK_DOCTOR in h.last(PATIENT).text
     await h.press(PATIENT, "I'd rather not say")
     assert "You don't have to tell me" in h.texts(PATIENT)[-2]
+    assert "talk with your doctor before you decide" in h.texts(PATIENT)[-2]
     [alert] = await alerts(h, "stop_intent")
     assert alert.urgent
     detail = doctor_first.parse_detail(alert.detail)

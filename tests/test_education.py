@@ -234,6 +234,18 @@ def test_source_without_doi_or_pmid_is_rejected() -> None:
         sample(GOOD_PAGE.replace('    doi: "10.1000/xyz"\n', ""))
 
 
+def test_source_named_by_a_fact_sheet_number_is_checked_and_cited_without_an_identifier() -> None:
+    page = sample(GOOD_PAGE.replace('    doi: "10.1000/xyz"\n', "    fact: 117\n"))
+    assert page.sources[0].fact == 117 and page.sources[0].identifier() == ""
+    assert education.source_ids([page]) == {"fact:117"}
+    sheet = "117. **A hot, swollen joint with fever is urgent.** Same day. **[V]** A health page."
+    assert education.evidence_ids(sheet) == {"fact:117"}
+    last = education.render_parts(page, messages("en"))[-1]
+    assert last.endswith("[1] Someone A, Journal 2020.")  # no identifier after the citation
+    with pytest.raises(ContentError, match="fact"):
+        sample(GOOD_PAGE.replace('    doi: "10.1000/xyz"\n', '    fact: "septic"\n'))
+
+
 def test_reviewed_page_without_a_named_clinician_is_reported() -> None:
     page = sample(GOOD_PAGE.replace("review_status: draft", "review_status: reviewed"))
     assert page.is_draft

@@ -310,7 +310,7 @@ async def test_stiffness_over_30_minutes_on_3_checkins_in_7_days_suggests_tellin
     chat = await check_in(h, pain="1", stiffness="Longer")
     texts = offer_texts(chat)
     assert len(texts) == 1 and STIFFNESS in texts[0]
-    assert "next visit" in texts[0]
+    assert "call your care team this week" in texts[0]
     alerts = await rows(h, Alert)
     assert [(a.kind, a.urgent) for a in alerts] == [("stiffness", False)]
 
@@ -492,6 +492,7 @@ def test_rules_file_loads_and_keeps_the_thresholds() -> None:
     assert red_flag is not None and red_flag.alert is not None and red_flag.alert.urgent
     assert set(red_flag.when.values) == {
         "swelling",
+        "fever",
         "numbness",
         "locking",
         "selfcare",

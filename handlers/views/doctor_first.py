@@ -74,11 +74,34 @@ ACK_KEYS = {
     "page": "doctor_first.ack_thinking",
     "free_text": "doctor_first.ack_text",
 }
+# Triggers that mean she has already stopped (the check-in answer "I have stopped taking it"):
+# "talk with your doctor before you decide" no longer fits, so later steps ask her to let her
+# doctor know soon instead.
+STOPPED_SOURCES = frozenset({"checkin"})
 ANSWER_KEYS = {
     ADVISED: "doctor_first.btn_advised",
     doctor_first.NOT_YET: "doctor_first.btn_not_yet",
     PRIVATE: "doctor_first.btn_private",
 }
+
+
+def already_stopped(alert: Alert) -> bool:
+    """Tells whether she has told us on this path that she has already stopped."""
+    return any(src in STOPPED_SOURCES for src in doctor_first.codes_of(alert, "src"))
+
+
+def why_doctor_key(alert: Alert) -> str:
+    """Returns the key of why the choice belongs with her doctor, or why to tell them soon."""
+    if already_stopped(alert):
+        return "doctor_first.why_doctor_stopped"
+    return "doctor_first.why_doctor"
+
+
+def call_team_key(alert: Alert) -> str:
+    """Returns the key of "please call your care team", for stopped or thinking about it."""
+    if already_stopped(alert):
+        return "doctor_first.call_team_stopped"
+    return "doctor_first.call_team"
 
 
 def unavailable(participant: Participant | None) -> str:
