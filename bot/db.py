@@ -47,12 +47,16 @@ def ensure_sqlite_folder(url: str) -> None:
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
+BUSY_TIMEOUT_SECONDS = 30
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # The driver's own transaction handling off: SQLAlchemy's "begin" event below decides.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    # A writer waits its turn rather than failing: a patient's tap should be slow, not lost.
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}")
     cursor.execute("PRAGMA synchronous=NORMAL")  # safe with WAL; a commit need not fsync
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
@@ -78,7 +82,7 @@ class Database:
         ensure_sqlite_folder(url)
         kwargs: dict[str, Any] = {"echo": echo}
         if is_sqlite(url):
-            kwargs["connect_args"] = {"timeout": 5}
+            kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_SECONDS}
         else:
             kwargs["pool_pre_ping"] = True
         self.engine: AsyncEngine = create_async_engine(async_url(url), **kwargs)
