@@ -48,12 +48,16 @@ format: $(STAMP) ## Reformat the code with ruff
 typecheck: $(STAMP) ## mypy on bot/ and handlers/
 	$(BIN)/mypy
 
-pytest: $(STAMP) ## Run the tests (PostgreSQL ones need TEST_POSTGRES_URL)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# Two pytest-xdist workers (this machine has two cores); PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
 
-bench: $(STAMP) ## Run the benchmarks in bench/
-	$(BIN)/python bench/dispatch_bench.py
+pytest: $(STAMP) ## Run the tests (PostgreSQL ones need TEST_POSTGRES_URL)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+bench: $(STAMP) ## Run the benchmarks in bench/ (dispatch needs PostgreSQL; several minutes)
 	$(BIN)/python bench/tap_bench.py
+	$(BIN)/python bench/startup_bench.py
+	$(BIN)/python bench/dispatch_bench.py
 
 clean: ## Remove .venv and caches (keeps data/)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -227,7 +227,7 @@ async def run(app: Application, settings: Settings, db: Database) -> None:
             cleanup.append(lock.release)
             await _start(app, cleanup)
             assert app.updater is not None
-            await app.bot.delete_webhook()
+            # start_polling removes any webhook itself (one deleteWebhook, not two).
             await app.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
             cleanup.append(app.updater.stop)
         await stop.wait()
