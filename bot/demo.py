@@ -60,6 +60,43 @@ def demo_settings(base: Settings, database_url: str) -> Settings:
     )
 
 
+class Transcript:
+    """What a terminal chat has shown so far: each message as last printed, and the pop-ups.
+
+    Shared by `make demo` and `python -m bot.devtools.chat`, so both print a new message,
+    an edited one and a pop-up the same way.
+    """
+
+    def __init__(self, write: Callable[[str], None], *, files_dir: Path, ansi: bool) -> None:
+        self.write = write
+        self.files_dir = files_dir
+        self.ansi = ansi
+        self._seen: dict[int, str] = {}
+        self._popups = 0
+
+    def show(self, messages: Iterable[FakeMessage], answered: list[dict[str, object]]) -> int:
+        """Prints messages sent or edited since the last call and new pop-ups; returns how many."""
+        shown = 0
+        for message in messages:
+            snapshot = json.dumps([message.text, message.reply_markup], sort_keys=True)
+            previous = self._seen.get(message.message_id)
+            if previous == snapshot:
+                continue
+            label = t("cli.demo.bot") if previous is None else t("cli.demo.updated")
+            self._seen[message.message_id] = snapshot
+            self.write(render_message(label, message, ansi=self.ansi))
+            saved = save_file(message, self.files_dir) if previous is None else None
+            if saved is not None:
+                self.write(INDENT + t("cli.demo.file_saved", path=shown_path(saved)) + "\n")
+            shown += 1
+        popups, self._popups = answered[self._popups :], len(answered)
+        for answer in popups:
+            if answer.get("text"):
+                self.write(f"{t('cli.demo.popup')}: {answer['text']}\n")
+                shown += 1
+        return shown
+
+
 class Demo:
     """One demo session: the real bot over a fake Bot API, printing what the patient sees."""
 
@@ -85,8 +122,7 @@ class Demo:
         # The rate limiter waits by moving the demo clock, so nothing stalls in real time.
         self.app.bot_data.sleep = clock.virtual_sleep
         self.updates = UpdateFactory(self.app.bot)
-        self._seen: dict[int, str] = {}
-        self._popups = 0
+        self.transcript = Transcript(self.write, files_dir=self.files_dir, ansi=self.ansi)
 
     async def start(self) -> None:
         """Connects the application to the fake server and prints the welcome."""
@@ -250,25 +286,7 @@ class Demo:
 
     def show_new(self, *, say_if_none: bool = False) -> int:
         """Prints messages sent or edited since the last call and pop-ups; returns how many."""
-        shown = 0
-        for message in self.fake.chat(self.user_id):
-            snapshot = json.dumps([message.text, message.reply_markup], sort_keys=True)
-            previous = self._seen.get(message.message_id)
-            if previous == snapshot:
-                continue
-            label = t("cli.demo.bot") if previous is None else t("cli.demo.updated")
-            self._seen[message.message_id] = snapshot
-            self.write(render_message(label, message, ansi=self.ansi))
-            saved = save_file(message, self.files_dir) if previous is None else None
-            if saved is not None:
-                self.write(INDENT + t("cli.demo.file_saved", path=shown_path(saved)) + "\n")
-            shown += 1
-        popups = self.fake.answered_callbacks[self._popups :]
-        self._popups = len(self.fake.answered_callbacks)
-        for answer in popups:
-            if answer.get("text"):
-                self.write(f"{t('cli.demo.popup')}: {answer['text']}\n")
-                shown += 1
+        shown = self.transcript.show(self.fake.chat(self.user_id), self.fake.answered_callbacks)
         if shown == 0 and say_if_none:
             self.write(t("cli.demo.nothing_new"))
         return shown

@@ -15,7 +15,6 @@ dispatcher sends check-ins when they fall due, and they are printed when they ar
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 import time
@@ -23,15 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from bot.content import t
-from bot.demo import (
-    DEMO_USER_ID,
-    INDENT,
-    choice_keys,
-    is_choice_key,
-    render_message,
-    save_file,
-    shown_path,
-)
+from bot.demo import DEMO_USER_ID, Transcript, choice_keys, is_choice_key
 from bot.devtools.bot_api_server import FakeBotApiServer
 from bot.devtools.fake_telegram import FakeMessage
 from bot.paths import data_dir
@@ -59,8 +50,7 @@ class Chat:
         self.user_id = user_id
         self.files_dir = files_dir or data_dir() / "chat"
         self.ansi = ansi
-        self._seen: dict[int, str] = {}
-        self._popups = 0
+        self.transcript = Transcript(write, files_dir=self.files_dir, ansi=ansi)
         # The watcher thread and the input loop both print; one of them at a time.
         self._lock = threading.Lock()
         # Set while the input loop waits for an answer: the watcher leaves it to the loop.
@@ -117,26 +107,7 @@ class Chat:
     def show_new(self) -> int:
         """Prints messages sent or edited since the last call, and pop-ups; returns how many."""
         with self._lock:
-            shown = 0
-            for message in self._chat():
-                snapshot = json.dumps([message.text, message.reply_markup], sort_keys=True)
-                previous = self._seen.get(message.message_id)
-                if previous == snapshot:
-                    continue
-                label = t("cli.demo.bot") if previous is None else t("cli.demo.updated")
-                self._seen[message.message_id] = snapshot
-                self.write(render_message(label, message, ansi=self.ansi))
-                saved = save_file(message, self.files_dir) if previous is None else None
-                if saved is not None:
-                    self.write(INDENT + t("cli.demo.file_saved", path=shown_path(saved)) + "\n")
-                shown += 1
-            answered = self.server.fake.answered_callbacks
-            popups, self._popups = answered[self._popups :], len(answered)
-            for answer in popups:
-                if answer.get("text"):
-                    self.write(f"{t('cli.demo.popup')}: {answer['text']}\n")
-                    shown += 1
-            return shown
+            return self.transcript.show(self._chat(), self.server.fake.answered_callbacks)
 
     def wait_for_answer(
         self, *, timeout: float = WAIT_SECONDS, settle: float = SETTLE_SECONDS
