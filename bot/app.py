@@ -32,6 +32,7 @@ from handlers import (
     settings,
 )
 from handlers.common import BotContext
+from handlers.views.common import PATIENT_COMMANDS
 
 log = logging.getLogger(__name__)
 
@@ -41,24 +42,6 @@ ALLOWED_UPDATES = [
     Update.EDITED_MESSAGE,
     Update.CALLBACK_QUERY,
     Update.MY_CHAT_MEMBER,
-]
-
-# Commands shown in Telegram's menu for private chats, in this order; labels come from content.
-PATIENT_COMMANDS = [
-    "checkin",
-    "learn",
-    "settings",
-    "mytrend",
-    "doctorcard",
-    "myquestions",
-    "discreet",
-    "pause",
-    "resume",
-    "stop",
-    "thinking_of_stopping",
-    "help",
-    "privacy",
-    "delete_my_data",
 ]
 
 BotApplication = Application[Any, BotContext, Any, Any, Services, Any]

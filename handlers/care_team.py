@@ -41,7 +41,7 @@ from bot.outbox import Buttons, RenderedMessage, enqueue, payload_of
 from bot.services import Services
 from handlers.common import BotContext, msgs
 from handlers.ui import TextRoute, Turn, turn
-from handlers.views.common import emergency_for, unknown_command
+from handlers.views.common import PATIENT_COMMANDS, emergency_for, unknown_command
 from handlers.views.lifecycle import format_date
 
 ACTION_CODES = {"ack": Action.acknowledge, "con": Action.contacted}
@@ -384,8 +384,6 @@ async def _set_menu(t: Turn, user_id: int) -> None:
 
 async def publish_menu(bot: Any, user_id: int, held: frozenset[Role]) -> None:
     """Shows staff their commands in their private chat (patient commands stay)."""
-    from bot.app import PATIENT_COMMANDS
-
     texts = messages("en")
     # Each role sees the commands it may use (researchers have none in the chat yet).
     extra: list[str] = []

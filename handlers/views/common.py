@@ -14,6 +14,25 @@ from handlers.common import msgs
 from handlers.ui import Screen
 from handlers.views.lifecycle import HELP, PRIVACY, button
 
+# Commands shown in Telegram's menu for private chats, in this order; labels come from content.
+# Staff get these too, plus their own (handlers/care_team.py).
+PATIENT_COMMANDS = [
+    "checkin",
+    "learn",
+    "settings",
+    "mytrend",
+    "doctorcard",
+    "myquestions",
+    "discreet",
+    "pause",
+    "resume",
+    "stop",
+    "thinking_of_stopping",
+    "help",
+    "privacy",
+    "delete_my_data",
+]
+
 
 def emergency_for(participant: Participant | None, settings: Settings) -> str:
     """Returns the emergency number to show her: her country's, else the study's."""
