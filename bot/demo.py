@@ -60,6 +60,21 @@ def demo_settings(base: Settings, database_url: str) -> Settings:
     )
 
 
+def chosen_button(
+    message: FakeMessage | None, key: str, write: Callable[[str], None]
+) -> str | None:
+    """Returns the callback data of the button shown as [key], or says why there is none."""
+    if message is None:
+        write(t("cli.demo.no_buttons"))
+        return None
+    keyed = choice_keys(message)
+    data = next((d for k, _label, d in keyed if k == key), None)
+    if data is None:
+        keys = ", ".join(k for k, _l, _d in keyed)
+        write(t("cli.demo.no_such_button", number=key, keys=keys))
+    return data
+
+
 class Transcript:
     """What a terminal chat has shown so far: each message as last printed, and the pop-ups.
 
@@ -182,14 +197,8 @@ class Demo:
     async def _press(self, key: str) -> bool:
         """Presses the button shown as [key] on the newest message with buttons."""
         message = self.newest_with_buttons()
-        if message is None:
-            self.write(t("cli.demo.no_buttons"))
-            return False
-        keyed = choice_keys(message)
-        data = next((d for k, _label, d in keyed if k == key), None)
-        if data is None:
-            keys = ", ".join(k for k, _l, _d in keyed)
-            self.write(t("cli.demo.no_such_button", number=key, keys=keys))
+        data = chosen_button(message, key, self.write)
+        if message is None or data is None:
             return False
         await self.app.process_update(self.updates.callback(self.user_id, data, message))
         return True

@@ -47,9 +47,6 @@ from handlers.views.lifecycle import format_date
 ACTION_CODES = {"ack": Action.acknowledge, "con": Action.contacted}
 ACTION_CODES |= {"res": Action.resolved, "na": Action.not_actionable}
 BUTTON = Codec("al", (choice("action", *ACTION_CODES), id_part("alert")))
-STAFF_COMMANDS = ("alerts", "participant", "grant", "revoke", "help")
-
-
 def staff_m() -> Messages:
     """Returns the care team's messages (English: staff text is operator text)."""
     return messages("en")
@@ -377,7 +374,7 @@ def code_of(code: str) -> str:
 
 
 async def _set_menu(t: Turn, user_id: int) -> None:
-    """Queues nothing: the command menu is set at once (not a message, never paced)."""
+    """Updates her command menu at once (setMyCommands sends no message, so it is not paced)."""
     held = await roles.roles_of(session=t.session, settings=t.settings, telegram_user_id=user_id)
     await publish_menu(t.context.bot, user_id, held)
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from bot.content import t
-from bot.demo import DEMO_USER_ID, Transcript, choice_keys, is_choice_key
+from bot.demo import DEMO_USER_ID, Transcript, chosen_button, is_choice_key
 from bot.devtools.bot_api_server import FakeBotApiServer
 from bot.devtools.fake_telegram import FakeMessage
 from bot.paths import data_dir
@@ -83,14 +83,8 @@ class Chat:
     def press(self, key: str) -> bool:
         """Queues her tap on the button shown as [key] of the newest message with buttons."""
         message = self.newest_with_buttons()
-        if message is None:
-            self.write(t("cli.demo.no_buttons"))
-            return False
-        keyed = choice_keys(message)
-        data = next((d for k, _label, d in keyed if k == key), None)
-        if data is None:
-            keys = ", ".join(k for k, _l, _d in keyed)
-            self.write(t("cli.demo.no_such_button", number=key, keys=keys))
+        data = chosen_button(message, key, self.write)
+        if message is None or data is None:
             return False
         self.server.press(self.user_id, data, message)
         return True
