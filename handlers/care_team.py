@@ -47,6 +47,8 @@ from handlers.views.lifecycle import format_date
 ACTION_CODES = {"ack": Action.acknowledge, "con": Action.contacted}
 ACTION_CODES |= {"res": Action.resolved, "na": Action.not_actionable}
 BUTTON = Codec("al", (choice("action", *ACTION_CODES), id_part("alert")))
+
+
 def staff_m() -> Messages:
     """Returns the care team's messages (English: staff text is operator text)."""
     return messages("en")
