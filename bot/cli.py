@@ -130,12 +130,11 @@ async def fetch_bot_username(settings: Settings) -> str:
 
 def migrate(settings: Settings) -> bool:
     """Brings the database up to the newest revision, printing what happened."""
-    from bot.migrate import current_revision, upgrade_to_head
+    from bot.migrate import ensure_at_head
 
     database = shown_database(settings.database_url)
     try:
-        upgrade_to_head(settings.database_url)
-        revision = current_revision(settings.database_url)
+        revision = ensure_at_head(settings.database_url)
     except Exception as exc:  # a wrong URL or a refused connection: explain, no traceback
         complain("cli.migration_failed", database=database, reason=type(exc).__name__)
         return False

@@ -58,3 +58,24 @@ def test_migrations_are_found_from_another_working_directory(tmp_path: Path) -> 
     )
     assert done.returncode == 0, done.stderr
     assert current_revision(url) == head_revision()
+
+
+def test_start_up_at_head_reads_the_revision_without_importing_alembic(tmp_path: Path) -> None:
+    """`run` checks a database already at head with one SELECT; Alembic loads only to migrate."""
+    url = f"sqlite:///{tmp_path / 'fresh' / 'bot.db'}"
+    script = (
+        "import sys\n"
+        "from bot.migrate import ensure_at_head\n"
+        "first = ensure_at_head(sys.argv[1])\n"
+        "print(first, 'alembic' in sys.modules)\n"
+    )
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", script, url], capture_output=True, text=True, check=True
+        ).stdout.split()
+        for _ in range(2)
+    ]
+    head = head_revision()
+    assert runs[0] == [str(head), "True"]  # an empty database: migrated through Alembic
+    assert runs[1] == [str(head), "False"]  # at head: no Alembic import at all
+    assert current_revision(url) == head
