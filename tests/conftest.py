@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -13,6 +15,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from bot import clock
 from bot.app import BotApplication, build_application
@@ -114,11 +117,43 @@ class Harness:
         return self.fake.last(chat_id)
 
 
+_SQLITE_TEMPLATE: Path | None = None
+
+
+def _copy_sqlite_template(database_url: str) -> bool:
+    """Makes a new SQLite file a copy of an empty schema built once per test process.
+
+    Creating some forty tables costs about 45 ms, a file copy about 1 ms: over the suite that
+    is a quarter of a minute of set-up. Returns False when the URL is not a new SQLite file.
+    """
+    global _SQLITE_TEMPLATE
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return False
+    target = Path(url.database)
+    if target.exists():
+        return False
+    if _SQLITE_TEMPLATE is None or not _SQLITE_TEMPLATE.exists():
+        from sqlmodel import SQLModel
+
+        import bot.models  # noqa: F401  (registers the tables)
+
+        template = Path(tempfile.mkdtemp(prefix="adh-template-")) / "template.db"
+        engine = create_engine(f"sqlite:///{template}")
+        SQLModel.metadata.create_all(engine)
+        engine.dispose()
+        _SQLITE_TEMPLATE = template
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_SQLITE_TEMPLATE, target)
+    return True
+
+
 async def make_harness(database_url: str, **overrides: Any) -> Harness:
     """Builds and initialises a harness over an empty database."""
     settings = make_settings(database_url, **overrides)
     db = Database(database_url)
-    await db.create_all()
+    if not _copy_sqlite_template(database_url):
+        await db.create_all()
     fake = FakeTelegram()
     app = build_application(settings, db, request=FakeRequest(fake), with_updater=False)
     # The sender's rate limiter waits by moving the frozen clock, never by really sleeping.
