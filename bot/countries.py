@@ -53,7 +53,8 @@ def _zones(raw: list[dict[str, Any]], where: str) -> tuple[ZoneChoice, ...]:
 def emergency_numbers() -> dict[str, str]:
     """Loads `content/emergency_numbers.yaml`: ISO country code -> number to call."""
     raw = load_yaml("emergency_numbers.yaml") or {}
-    numbers = {str(code): str(number) for code, number in raw.items()}
+    # `crisis_lines` (thoughts of self-harm) is read by bot/crisis.py, not a country.
+    numbers = {str(code): str(number) for code, number in raw.items() if code != "crisis_lines"}
     bad = [code for code in numbers if not _CODE.match(code)]
     if bad:
         raise ContentError(f"emergency_numbers.yaml: bad country codes {bad}")

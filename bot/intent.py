@@ -10,14 +10,16 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
+from bot.clock import now
 from bot.content import DEFAULT_LOCALE, ContentError
+from bot.langid import identify
 from bot.paths import content_dir
 
 Kind = Literal["emergency", "red_flag", "stop_intent", "stop_intent_weak", "unsubscribe", "none"]
@@ -34,8 +36,10 @@ PRECEDENCE: tuple[Kind, ...] = (
 _GROUP_REF = re.compile(r"\{([a-z_]+)\}")
 _APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'"})
 _REPEATS = re.compile(r"([a-z])\1{2,}")
-# Clause breaks for detection: sentence punctuation, commas, spaced dashes and "but".
-_CLAUSE_BREAK = re.compile(r"[.,;:!?\n]+|\s[-–—]+\s|\bbut\b")
+# Sentence breaks: full stops (not a decimal point), ! ? ; and new lines.
+_SENTENCE_BREAK = re.compile(r"(?:(?<!\d)\.|\.(?!\d)|[!?;\n])+")
+# Clause breaks inside a sentence: commas, colons, spaced dashes and "but".
+_CLAUSE_BREAK = re.compile(r"[,:]+|\s[-–—]+\s|\bbut\b")
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 
 
@@ -46,20 +50,70 @@ class Detection:
     kind: Kind
     signals: frozenset[str]
     matched: tuple[str, ...]
+    # A neutral question the rules recognised ("usage.time", ...): it gets a helpful reply.
+    topic: str | None = None
+    # The language the message is written in ("en", "es", ...; "" when too short to tell).
+    language: str = DEFAULT_LOCALE
+    # Rules that matched but were switched off (negated, clearly past, or a usage question):
+    # the rules read the message and decided it is not a signal.
+    dismissed: tuple[str, ...] = ()
 
     @property
     def is_stop(self) -> bool:
         """Tells whether the message expresses stop intent, strong or weak."""
         return self.kind in ("stop_intent", "stop_intent_weak")
 
+    @property
+    def foreign(self) -> bool:
+        """Tells whether the message is in a language the bot does not read (and has no signal)."""
+        return self.kind == "none" and self.language not in ("", DEFAULT_LOCALE)
+
+    @property
+    def undecided(self) -> bool:
+        """Tells whether the rules found nothing at all: no signal, no known question, English.
+
+        This is the one place a second reader (the classifier) may be consulted: the rules
+        always win when they found something, and a foreign-language message gets its own reply.
+        """
+        return (
+            self.kind == "none" and self.topic is None and not self.dismissed and not self.foreign
+        )
+
 
 @dataclass(frozen=True)
 class NegationProfile:
-    """Cues that cancel a match: shortly before its action word, or after it in the clause."""
+    """Cues that cancel a match: shortly before its action word, or after it in the clause.
+
+    `past` names the kinds of past markers (see `Scope`) that switch the match off too.
+    """
 
     window: int
     before: re.Pattern[str] | None
     after: re.Pattern[str] | None
+    past: tuple[str, ...] = ()
+    # Someone else as the subject right before the match ("my daughter fell").
+    others: re.Pattern[str] | None = None
+
+
+@dataclass(frozen=True)
+class Scope:
+    """How far a negation or a past marker reaches (the `scope` section of a rules file).
+
+    - `pseudo`: look-alikes that negate nothing ("not only", "not sure"), removed first.
+    - `terminators`: words that end a negation's reach inside a clause ("although").
+    - `present`: words that make a match current whatever else is said ("now", "again").
+    - `past`: named marker lists: `distant` (a year gone by, "years ago"), `settled` (a symptom
+      that is over: "long gone", "all fine now"), `resumed` (back on the medicine).
+    - `follow_on`: how a short next clause refers back to the match ("it", "that", "all"), so
+      "a swollen ankle last summer, long gone" reads as one statement.
+    """
+
+    pseudo: re.Pattern[str] | None = None
+    terminators: re.Pattern[str] | None = None
+    present: re.Pattern[str] | None = None
+    past: Mapping[str, re.Pattern[str]] = field(default_factory=dict)
+    follow_on: re.Pattern[str] | None = None
+    follow_on_words: int = 6
 
 
 @dataclass(frozen=True)
@@ -71,6 +125,12 @@ class Rule:
     regex: re.Pattern[str]
     negation: str | None = None
     third_party: bool = False
+    # "sentence": the rule reads the whole sentence (its clauses joined), for signs that are
+    # spread over a comma ("I fell, I can't get up").
+    span: str = "clause"
+    # Rule ids (or id prefixes) this rule switches off when it fires: a question about taking
+    # the medicine correctly is not a question about stopping it.
+    suppresses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -105,10 +165,18 @@ class Normaliser:
             cleaned = pattern.sub(replacement, cleaned)
         return cleaned
 
+    def sentences(self, text: str) -> list[list[str]]:
+        """Splits text into sentences of normalised clauses (empty ones dropped)."""
+        found = []
+        for sentence in _SENTENCE_BREAK.split(self.fold(text)):
+            parts = [self.clean(p) for p in _CLAUSE_BREAK.split(sentence)]
+            if any(parts):
+                found.append([p for p in parts if p])
+        return found
+
     def clauses(self, text: str) -> list[str]:
-        """Splits text into normalised clauses (the unit every detection rule looks at)."""
-        parts = (self.clean(p) for p in _CLAUSE_BREAK.split(self.fold(text)))
-        return [p for p in parts if p]
+        """Splits text into normalised clauses (the unit most detection rules look at)."""
+        return [c for sentence in self.sentences(text) for c in sentence]
 
     def _fix_drug_name(self, token: str) -> str:
         """Returns the drug name a token is a near-miss of, or the token unchanged."""
@@ -201,9 +269,48 @@ def parse_negations(raw: Mapping[str, Any]) -> dict[str, NegationProfile]:
             window=int(spec.get("window", 3)),
             before=_cue_regex(spec.get("before", [])),
             after=_cue_regex(spec.get("after", [])),
+            past=tuple(str(k) for k in spec.get("past", [])),
+            others=_others_regex(spec.get("others", [])),
         )
         for name, spec in raw.items()
     }
+
+
+def _others_regex(cues: Iterable[object]) -> re.Pattern[str] | None:
+    """Compiles subject cues that must end the text before a match (an auxiliary may follow)."""
+    found = _cue_regex(cues)
+    if found is None:
+        return None
+    return re.compile(
+        found.pattern
+        + r"(?: (?:has|had|have|just|also|was|is|did|then|a|an|got|caught|been|getting|running))*"
+        + r"\s*$"
+    )
+
+
+def _marker_regex(entries: Iterable[object], groups: Mapping[str, Any]) -> re.Pattern[str] | None:
+    """Compiles a marker list (phrases with `*` endings or `re:` entries) into one pattern."""
+    listed = list(entries)
+    if not listed:
+        return None
+    return compile_pattern("{_markers}", {**groups, "_markers": listed})
+
+
+def parse_scope(raw: Mapping[str, Any], groups: Mapping[str, Any]) -> Scope:
+    """Reads the `scope` section of a rules file."""
+    past = {
+        str(name): regex
+        for name, entries in raw.get("past", {}).items()
+        if (regex := _marker_regex(entries, groups)) is not None
+    }
+    return Scope(
+        pseudo=_marker_regex(raw.get("pseudo", []), groups),
+        terminators=_marker_regex(raw.get("terminators", []), groups),
+        present=_marker_regex(raw.get("present", []), groups),
+        past=past,
+        follow_on=_marker_regex(raw.get("follow_on", []), groups),
+        follow_on_words=int(raw.get("follow_on_words", 6)),
+    )
 
 
 def parse_rules(raw: Sequence[Mapping[str, Any]], groups: Mapping[str, Any]) -> tuple[Rule, ...]:
@@ -221,6 +328,8 @@ def parse_rules(raw: Sequence[Mapping[str, Any]], groups: Mapping[str, Any]) -> 
                 regex=regex,
                 negation=spec.get("negation"),
                 third_party=bool(spec.get("third_party", False)),
+                span=str(spec.get("span", "clause")),
+                suppresses=tuple(str(x) for x in spec.get("suppresses", [])),
             )
         )
     return tuple(rules)
@@ -234,17 +343,92 @@ def action_start(match: re.Match[str]) -> int:
     return match.start()
 
 
+def _blank(text: str, pattern: re.Pattern[str] | None) -> str:
+    """Returns the text with every match of `pattern` replaced by a neutral token."""
+    return text if pattern is None else pattern.sub(" _ ", text)
+
+
 def is_negated(
-    clause: str, match: re.Match[str], profile: NegationProfile | None, *, act: int | None = None
+    clause: str,
+    match: re.Match[str],
+    profile: NegationProfile | None,
+    *,
+    act: int | None = None,
+    scope: Scope | None = None,
 ) -> bool:
-    """Tells whether a negation cue sits just before the action word, or after the match."""
+    """Tells whether a negation cue sits just before the action word, or after the match.
+
+    The cue must be within `window` words of the action word, with no terminator ("although")
+    between them; look-alikes ("not only", "not sure") negate nothing.
+    """
     if profile is None:
         return False
     start = action_start(match) if act is None else act
-    before = " ".join(clause[:start].split()[-profile.window :])
+    before = clause[:start]
+    if scope is not None:
+        before = _blank(before, scope.pseudo)
+        if scope.terminators is not None:
+            before = scope.terminators.split(before)[-1]
+    if profile.others is not None and profile.others.search(clause[: match.start()]):
+        return True
+    before = " ".join(before.split()[-profile.window :])
     if profile.before is not None and profile.before.search(before):
         return True
     return profile.after is not None and bool(profile.after.search(clause[match.end() :]))
+
+
+def _distant_year_gone(found: re.Match[str]) -> bool:
+    """Tells whether a marker's `year` (if it has one) lies before this calendar year."""
+    year = found.groupdict().get("year")
+    return year is None or int(year) < now().year
+
+
+def is_past(
+    clauses: Sequence[str],
+    index: int,
+    match: re.Match[str],
+    profile: NegationProfile | None,
+    scope: Scope,
+) -> bool:
+    """Tells whether the match is clearly over: a past marker in its scope, and nothing current.
+
+    Scope: the match's own clause (a `settled`/`resumed` marker only after the match), a short
+    clause before it that is only a time ("back in 2019, ..."), and short clauses after it in
+    the same sentence that refer back to it ("..., long gone now").
+    """
+    if profile is None or not profile.past:
+        return False
+    clause = clauses[index]
+    markers = [(kind, scope.past[kind]) for kind in profile.past if kind in scope.past]
+    own = False
+    for kind, pattern in markers:
+        for found in pattern.finditer(clause):
+            if kind == "distant" and not _distant_year_gone(found):
+                continue
+            if kind != "distant" and found.start() < match.end():
+                continue
+            own = True
+    if own:
+        # "I had a fall in 2019 and fell again today": something current keeps it alive.
+        rest = clause
+        for _, pattern in markers:
+            rest = _blank(rest, pattern)
+        return scope.present is None or not scope.present.search(rest)
+    if index > 0 and len(clauses[index - 1].split()) <= 4:
+        for kind, pattern in markers:
+            if kind == "distant" and any(
+                _distant_year_gone(f) for f in pattern.finditer(clauses[index - 1])
+            ):
+                return scope.present is None or not scope.present.search(clause)
+    for later in clauses[index + 1 :]:
+        if len(later.split()) > scope.follow_on_words:
+            break
+        if scope.follow_on is not None and not scope.follow_on.match(later):
+            continue
+        for kind, pattern in markers:
+            if kind != "distant" and pattern.search(later):
+                return scope.present is None or not scope.present.search(clause)
+    return False
 
 
 @dataclass(frozen=True)
@@ -258,6 +442,7 @@ class RuleBook:
     rules: tuple[Rule, ...]
     third_party: re.Pattern[str] | None
     raw: Mapping[str, Any]
+    scope: Scope = field(default_factory=Scope)
 
 
 def rules_path(locale: str, stem: str = "") -> Path:
@@ -302,6 +487,7 @@ def rulebook(locale: str = DEFAULT_LOCALE) -> RuleBook:
         rules=parse_rules(raw.get("rules", []), groups),
         third_party=compile_pattern("{third_party}", groups) if third else None,
         raw=raw,
+        scope=parse_scope(raw.get("scope", {}), groups),
     )
 
 
@@ -317,21 +503,104 @@ def _reported_by_someone_else(book: RuleBook, clause: str, start: int) -> bool:
     return any(m.end() <= start for m in book.third_party.finditer(clause))
 
 
+_DISMISSED = "dismissed"
+
+
+def _fires(book: RuleBook, rule: Rule, clauses: Sequence[str], index: int) -> str | None:
+    """Returns the kind a rule fires with in one clause (or sentence), None when it does not,
+    and `_DISMISSED` when it only matched negated or clearly past words.
+
+    A match counts unless it is negated or clearly past; the first match that counts wins.
+    """
+    clause = clauses[index]
+    profile = book.negations.get(rule.negation) if rule.negation else None
+    dismissed = False
+    for match in rule.regex.finditer(clause):
+        if is_negated(clause, match, profile, scope=book.scope) or is_past(
+            clauses, index, match, profile, book.scope
+        ):
+            dismissed = True
+            continue
+        if rule.third_party and _reported_by_someone_else(book, clause, match.start()):
+            return "stop_intent_weak~reported"
+        return rule.kind
+    return _DISMISSED if dismissed else None
+
+
+def _suppressed(rule_id: str, by: Iterable[str]) -> bool:
+    """Tells whether a rule id is switched off by one of the ids or id prefixes in `by`."""
+    return any(rule_id == s or rule_id.startswith(s + ".") for s in by)
+
+
 def detect(text: str, locale: str = DEFAULT_LOCALE) -> Detection:
-    """Classifies a participant's free text by the rules of her locale (highest signal wins)."""
+    """Classifies a participant's free text by the rules of ONE locale (highest signal wins).
+
+    Rules read one clause at a time (or, with `span: sentence`, one sentence); a match that is
+    negated or clearly in the past is ignored. Rules of kind `usage` recognise neutral
+    questions about taking the medicine correctly: they set `topic` and switch off the rules
+    they name (`suppresses`), never a signal of another kind that fired on its own.
+    """
     book = rulebook(locale)
     fired: set[tuple[str, str]] = set()
-    for clause in book.normaliser.clauses(text):
+    dismissed: set[str] = set()
+    for sentence in book.normaliser.sentences(text):
+        joined = [" , ".join(sentence)]
         for rule in book.rules:
-            profile = book.negations.get(rule.negation) if rule.negation else None
-            for match in rule.regex.finditer(clause):
-                if is_negated(clause, match, profile):
-                    continue
-                if rule.third_party and _reported_by_someone_else(book, clause, match.start()):
+            units = joined if rule.span == "sentence" else sentence
+            for index in range(len(units)):
+                found = _fires(book, rule, units, index)
+                if found == "stop_intent_weak~reported":
                     fired.add(("stop_intent_weak", rule.id + "~reported"))
-                else:
-                    fired.add((rule.kind, rule.id))
-                break
-    signals = frozenset(kind for kind, _ in fired)
+                elif found == _DISMISSED:
+                    dismissed.add(rule.id)
+                elif found is not None:
+                    fired.add((found, rule.id))
+    usage = sorted(rid for found, rid in fired if found == "usage")
+    if usage:
+        off = [s for rule in book.rules if rule.id in usage for s in rule.suppresses]
+        dismissed |= {rid for k, rid in fired if k != "usage" and _suppressed(rid, off)}
+        fired = {(k, rid) for k, rid in fired if k == "usage" or not _suppressed(rid, off)}
+    signals = frozenset(found for found, _ in fired if found != "usage")
     kind: Kind = next((k for k in PRECEDENCE if k in signals), "none")
-    return Detection(kind=kind, signals=signals, matched=tuple(sorted(rid for _, rid in fired)))
+    return Detection(
+        kind=kind,
+        signals=signals,
+        matched=tuple(sorted(rid for k, rid in fired if k != "usage")),
+        topic=usage[0] if usage else None,
+        dismissed=tuple(sorted(dismissed - {rid for _, rid in fired})),
+    )
+
+
+# Rule books read on every message besides her own locale's: Spanish (the next locale) and
+# German and French stop / unsubscribe phrases mixed into English.
+ALSO_READ: tuple[str, ...] = ("es", "de", "fr")
+
+
+def read_text(text: str, locale: str = DEFAULT_LOCALE) -> Detection:
+    """Reads a message the way the bot does: her locale's rules, the other rule books, and
+    the language it is written in. This is the rules detector the handlers call.
+
+    Signals of every rule book are merged (highest wins); `language` comes from the small
+    offline identifier in `bot.langid`. A classifier may be consulted only when the result is
+    `undecided`.
+    """
+    own = detect(text, locale)
+    signals = set(own.signals)
+    matched = set(own.matched)
+    dismissed = set(own.dismissed)
+    for other in ALSO_READ:
+        if other == locale or not rules_path(other).name.startswith(other):
+            continue
+        found = detect(text, other)
+        signals |= found.signals
+        matched |= {f"{other}:{rid}" for rid in found.matched}
+        dismissed |= {f"{other}:{rid}" for rid in found.dismissed}
+    kind: Kind = next((k for k in PRECEDENCE if k in signals), "none")
+    return Detection(
+        kind=kind,
+        signals=frozenset(signals),
+        matched=tuple(sorted(matched)),
+        topic=own.topic if kind == "none" else None,
+        language=identify(text),
+        dismissed=tuple(sorted(dismissed)),
+    )

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.intent import PRECEDENCE, detect, normalise, rulebook
+from bot.intent import PRECEDENCE, detect, normalise, read_text, rulebook
 
 LABELLED = Path(__file__).parent / "data" / "intent_labelled_en.yaml"
 SECTIONS = ("messages", "heldout", "heldout_2", "heldout_3", "heldout_4")
@@ -133,3 +133,102 @@ def test_no_rule_phrase_equals_a_labelled_message() -> None:
     messages = {normalise(m["text"]) for m in _labelled() if len(m["text"].split()) > 1}
     copies = sorted({p for p in _rule_phrases() if normalise(p) in messages})
     assert copies == [], f"rules copy labelled messages verbatim: {copies}"
+
+
+# ---------------------------------------------------------------- issue 13: scope and signs
+# The phrasings below are ours (not from a blind round): they test the method.
+
+
+def test_a_negation_reaches_only_a_few_words_and_not_past_a_terminator() -> None:
+    assert detect("I don't have chest pain").kind == "none"
+    assert detect("no chest pain at all, just my knees").kind == "none"
+    assert detect("I'm not sure but I think it's chest pain").kind == "emergency"
+    assert detect("not only my knees, I have chest pain now").kind == "emergency"
+    assert detect("I do not think I can stop it, although I want to stop my letrozole").is_stop
+
+
+def test_a_clearly_past_symptom_or_stop_is_switched_off_but_not_a_current_one() -> None:
+    assert detect("I had a fall in 2019").kind == "none"
+    assert detect("I broke my wrist years ago, no problems since").kind == "none"
+    assert detect("swollen knee last summer, all fine now").kind == "none"
+    assert detect("I stopped letrozole for a month last year but I'm back on it").kind == "none"
+    # Something current keeps it alive.
+    assert detect("I fell in 2019 and I fell again today").kind == "red_flag"
+    assert detect("I stopped my pills two weeks ago").kind == "stop_intent"
+    # A year that has not gone by yet is not "past".
+    from bot.clock import now
+
+    assert detect(f"I had a fall in {now().year}").kind == "red_flag"
+
+
+def test_someone_elses_fall_is_not_hers() -> None:
+    assert detect("my sister fell down the stairs").kind == "none"
+    assert detect("I fell down the stairs").kind == "red_flag"
+
+
+def test_emergency_signs_without_the_key_words_outrank_everything() -> None:
+    found = detect("I stopped my tablets and there is a crushing weight on my chest")
+    assert found.kind == "emergency" and "stop_intent" in found.signals
+    assert detect("I took a full strip of tablets by accident").kind == "emergency"
+    assert detect("I fell, I can't get up off the floor").kind == "emergency"
+
+
+def test_an_accidental_overdose_is_not_read_as_self_harm() -> None:
+    found = detect("I took the whole packet of my pills by mistake")
+    assert found.kind == "emergency"
+    assert not any(r.startswith("emergency.self_harm") for r in found.matched)
+
+
+def test_questions_about_taking_it_correctly_are_neutral_with_a_topic() -> None:
+    for text, topic in [
+        ("is it better to take letrozole in the morning or at night?", "usage.time"),
+        ("what if I miss one dose?", "usage.missed_dose"),
+        ("I forgot yesterday's tablet, should I take two today?", "usage.missed_dose"),
+        ("how long will I need to take anastrozole?", "usage.duration"),
+    ]:
+        found = detect(text)
+        assert (found.kind, found.topic) == ("none", topic), text
+        assert not found.undecided  # the rules decided: no second reader
+    for text in ("how long can I go without my pills?", "can I skip my tablets this week?"):
+        assert detect(text).is_stop, text
+
+
+def test_the_detector_says_when_it_found_nothing_so_a_second_reader_may_look() -> None:
+    assert read_text("the weather is lovely today").undecided
+    assert not read_text("I don't have chest pain").undecided  # negated: decided
+    assert not read_text("Ich habe heute starke Schmerzen in den Knien").undecided  # German
+    assert not read_text("I stopped my pills").undecided
+
+
+def test_spanish_german_and_french_rules_run_on_every_message() -> None:
+    assert read_text("no puedo respirar").kind == "emergency"
+    assert read_text("he dejado de tomar el letrozol").kind == "stop_intent"
+    assert read_text("I'm going to dejar las pastillas").kind == "stop_intent"
+    assert read_text("ich will die Tabletten absetzen").kind == "stop_intent"
+    assert read_text("j'ai arrêté le traitement").kind == "stop_intent"
+    assert read_text("arrêtez les messages").kind == "unsubscribe"
+    assert read_text("por favor, no más mensajes").kind == "unsubscribe"
+    # Plain English never trips the other rule books.
+    for m in _labelled():
+        if m["label"] == "none":
+            assert read_text(m["text"]).kind == detect(m["text"]).kind, m["text"]
+
+
+def test_the_language_identifier_tells_english_from_its_neighbours() -> None:
+    from bot.langid import identify
+
+    assert identify("my knees are sore again today") == "en"
+    assert identify("me duelen mucho las rodillas hoy") == "es"
+    assert identify("ich habe seit gestern Schmerzen in der Hand") == "de"
+    assert identify("j'ai mal aux genoux depuis ce matin") == "fr"
+    assert identify("oggi ho molto dolore alle mani") == "it"
+    assert identify("estou com muita dor nas mãos hoje") == "pt"
+    assert identify("I want to dejar las pastillas") == "en"  # mixed: English leads
+    assert identify("👍") == ""
+
+
+def test_every_english_labelled_message_reads_as_english() -> None:
+    from bot.langid import identify
+
+    odd = [m["text"] for m in _labelled() if identify(m["text"]) not in ("en", "")]
+    assert len(odd) <= len(_labelled()) // 100, odd
