@@ -38,7 +38,7 @@ from tests.conftest import PATIENT, make_harness
 from tests.dispatch_helpers import add_participant, checkins_of, move_to, prepare, tick
 from tests.factories import make_active_participant
 
-ROWS = 1000
+ROWS = 300  # ten seconds of sending at the global limit: enough for both workers to share the work
 SEND_DELAY = 0.01  # seconds the fake server takes per send
 FIRST_CHAT = 6_000_000_000
 ROOT = Path(__file__).resolve().parent.parent
@@ -203,7 +203,7 @@ async def test_kill_9_mid_dispatch_loses_nothing_and_sending_resumes_within_seco
     pg_url: str,
 ) -> None:
     clock.reset()  # real processes, real clock
-    rows = 300  # about 12 s at the default 25 sends a second
+    rows = 120  # a few seconds at the global limit: killed a quarter of the way in
     db = Database(pg_url)
     await db.create_all()
     await seed(db, rows)

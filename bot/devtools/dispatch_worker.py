@@ -17,6 +17,7 @@ import json
 import os
 import time
 
+from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from telegram import Bot
 from telegram.request import HTTPXRequest
@@ -25,7 +26,7 @@ from bot.config import Settings
 from bot.content import questionnaire
 from bot.db import Database
 from bot.dispatcher import TickReport, run_tick
-from bot.models import OutgoingMessage, Participant
+from bot.models import OutboxState, OutgoingMessage, Participant
 from bot.outbox import RenderedMessage
 from bot.services import Services
 
@@ -39,8 +40,20 @@ async def render_first_question(
     return RenderedMessage(text=item.text(locale))
 
 
+UNFINISHED = (OutboxState.queued, OutboxState.claimed, OutboxState.sending)
+
+
+async def unfinished(db: Database) -> int:
+    """Counts outbox rows not yet settled, including those another (perhaps dead) worker
+    leased: a worker that quit while they wait for their lease to run out would leave them."""
+    async with db.session() as session:
+        query = select(func.count()).where(col(OutgoingMessage.state).in_(UNFINISHED))
+        return int((await session.exec(query)).one())
+
+
 async def work(args: argparse.Namespace) -> dict[str, int]:
-    """Ticks until the queue has been empty for `idle_ticks` ticks or time runs out."""
+    """Ticks until the queue has been empty (nothing queued or leased anywhere) for
+    `idle_ticks` ticks, or time runs out."""
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         telegram_bot_token=args.token,
@@ -70,7 +83,7 @@ async def work(args: argparse.Namespace) -> dict[str, int]:
             totals["failed"] += report.failed
             totals["uncertain"] += report.uncertain
             busy = report.sent or report.checkins_queued or report.rate_limited
-            idle = 0 if busy else idle + 1
+            idle = 0 if busy or await unfinished(db) else idle + 1
             if not busy:
                 await asyncio.sleep(args.pause)
     finally:
@@ -85,7 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--base-url", required=True, help="Bot API server root")
     parser.add_argument("--token", default="123456:LOAD-test")
-    parser.add_argument("--rate", type=float, default=25.0, help="global sends per second")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=Settings.model_fields["global_rate_per_second"].default,
+        help="global sends per second (the bot's default)",
+    )
     parser.add_argument("--max-seconds", type=float, default=60.0)
     parser.add_argument("--idle-ticks", type=int, default=3)
     parser.add_argument("--pause", type=float, default=0.3, help="seconds between idle ticks")
