@@ -1,0 +1,399 @@
+"""Trains the second-reader intent model and exports it for plain-Python inference.
+
+    python -m bot.devtools.train_intent            # train, evaluate, write the model file
+    python -m bot.devtools.train_intent --check    # evaluate only, write nothing
+
+A development tool (scikit-learn is in the `dev` extra, never a runtime dependency). It reads
+every section of `tests/data/intent_labelled_en.yaml`, fits a TF-IDF (character n-grams 2-5,
+`char_wb`) + multinomial logistic regression, keeps the strongest features, refits on them,
+rounds the numbers and writes `content/safety/intent_model_en.json` with the evaluation in its
+metadata.
+
+Thresholds (one per clarifying question: symptom, stop, fewer messages) are chosen on two
+kinds of evidence only, never on a round that is reported afterwards as a first score:
+- 5-fold cross-validation over the whole labelled file, with the current rules first;
+- replays of the earlier blind rounds heldout_2, heldout_3 and heldout_4: the rules as they
+  were before each round (read from git history), a model trained only on the sections that
+  existed then, and the model's extra calls counted on the messages those rules missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import yaml
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+
+from bot import intent
+from bot.intent_model import GROUP_OF, GROUP_ORDER, preprocess
+from bot.paths import REPO_DIR
+
+LABELLED = REPO_DIR / "tests" / "data" / "intent_labelled_en.yaml"
+OUT = REPO_DIR / "content" / "safety" / "intent_model_en.json"
+SECTIONS = ("messages", "heldout", "heldout_2", "heldout_3", "heldout_4", "heldout_5")
+# Commits whose PARENT holds the rules as they were when each blind round was written.
+ROUND_COMMITS = {
+    "heldout_2": "736a869",
+    "heldout_3": "a468958",
+    "heldout_4": "c21527c",
+    "heldout_5": "2d47e28",
+}
+
+NGRAMS = (2, 5)
+C = 10.0
+KEEP = 2000  # features kept after the first fit (the file stays small)
+DECIMALS = 3  # weights and idf are rounded to this many decimals before export
+SEED = 13
+GRID = tuple(round(0.30 + 0.05 * i, 2) for i in range(13))  # 0.30 .. 0.90
+# Emergency floor: at or above this emergency probability the model asks the symptom
+# question, never the stopping one (highest floor first: fewest stop questions lost).
+FLOORS = (0.2, 0.15, 0.1, 0.08, 0.05)
+# The choice rule: the lowest threshold whose extra calls, pooled over CV and the replays,
+# ask at most this share of neutral messages and are right at least this often.
+MAX_NEUTRAL_ASK = 0.05
+MIN_PRECISION = 0.75
+
+
+@dataclass
+class Model:
+    """A fitted vectorizer and classifier (after pruning and rounding)."""
+
+    vectorizer: TfidfVectorizer
+    classifier: LogisticRegression
+
+    def proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Returns scikit-learn's probabilities for texts (columns in `classifier.classes_`)."""
+        return self.classifier.predict_proba(self.vectorizer.transform(texts))
+
+
+def vectorizer(vocabulary: Sequence[str] | None = None) -> TfidfVectorizer:
+    """Returns the one vectorizer configuration `bot.intent_model` reproduces."""
+    return TfidfVectorizer(
+        analyzer="char_wb",
+        ngram_range=NGRAMS,
+        preprocessor=preprocess,
+        sublinear_tf=True,
+        norm="l2",
+        vocabulary=vocabulary,
+    )
+
+
+def classifier() -> LogisticRegression:
+    """Returns the classifier configuration (balanced classes: stop messages outnumber)."""
+    return LogisticRegression(C=C, max_iter=5000, class_weight="balanced")
+
+
+def fit(texts: Sequence[str], labels: Sequence[str], keep: int = KEEP) -> Model:
+    """Fits, keeps the `keep` strongest n-grams, refits on them and rounds the numbers."""
+    first = vectorizer()
+    x = first.fit_transform(texts)
+    clf = classifier().fit(x, labels)
+    strength = np.abs(clf.coef_).max(axis=0)
+    names = first.get_feature_names_out()
+    kept = sorted(names[i] for i in np.argsort(-strength)[:keep])
+    second = vectorizer(kept)
+    x = second.fit_transform(texts)
+    clf = classifier().fit(x, labels)
+    # Rounded numbers are what the file holds, so the sklearn form uses them too.
+    second.idf_ = np.round(second.idf_, DECIMALS)
+    clf.coef_ = np.round(clf.coef_, DECIMALS)
+    clf.intercept_ = np.round(clf.intercept_, DECIMALS)
+    return Model(second, clf)
+
+
+def export(model: Model, thresholds: dict[str, float], meta: dict[str, Any]) -> dict[str, Any]:
+    """Returns the JSON form `bot.intent_model.IntentModel.from_json` reads."""
+    vocab = model.vectorizer.vocabulary_
+    idf = model.vectorizer.idf_
+    coef = model.classifier.coef_
+    features: dict[str, list[float]] = {}
+    for gram, col in sorted(vocab.items()):
+        weights = [float(w) for w in coef[:, col]]
+        if not any(weights):
+            continue  # a feature that moves no class only changes the norm: kept below
+        features[gram] = [float(idf[col]), *weights]
+    dropped = set(vocab) - set(features)
+    for gram in dropped:  # keep them, with zero weights, so the l2 norm stays identical
+        col = vocab[gram]
+        features[gram] = [float(idf[col]), *([0.0] * coef.shape[0])]
+    body = {
+        "locale": "en",
+        "analyzer": {
+            "kind": "char_wb",
+            "ngram_range": list(NGRAMS),
+            "sublinear_tf": True,
+            "norm": "l2",
+            "preprocess": "bot.intent_model.preprocess",
+        },
+        "classes": [str(c) for c in model.classifier.classes_],
+        "intercepts": [float(b) for b in model.classifier.intercept_],
+        "thresholds": thresholds,
+        "features": dict(sorted(features.items())),
+    }
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:8]
+    return {"version": f"en-{digest}", **body, "meta": meta}
+
+
+# ---------------------------------------------------------------- data and rules
+
+
+def load_sections() -> dict[str, list[dict[str, str]]]:
+    """Reads the labelled file: section name -> messages."""
+    raw = yaml.safe_load(LABELLED.read_text(encoding="utf-8"))
+    return {name: list(raw.get(name) or []) for name in SECTIONS}
+
+
+def old_rules(commit: str) -> Callable[[str], str] | None:
+    """Returns the detector as it was at `commit`'s parent (code and rules), or None."""
+    try:
+        code = subprocess.run(
+            ["git", "show", f"{commit}^:bot/intent.py"],
+            cwd=REPO_DIR,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        rules = subprocess.run(
+            ["git", "show", f"{commit}^:content/safety/en.yaml"],
+            cwd=REPO_DIR,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="intent-replay-"))
+    (folder / "safety").mkdir()
+    (folder / "safety" / "en.yaml").write_text(rules, encoding="utf-8")
+    spec = importlib.util.spec_from_loader(f"_intent_{commit}", loader=None)
+    assert spec is not None
+    module = ModuleType(spec.name)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    exec(compile(code, f"{commit}^:bot/intent.py", "exec"), module.__dict__)
+    module.content_dir = lambda: folder  # type: ignore[attr-defined]
+    return lambda text: str(module.detect(text, "en").kind)
+
+
+def current_rules(text: str) -> str:
+    """Returns "none" when the current rules leave a text to the model, else what they found."""
+    found = intent.read_text(text, "en")
+    return "none" if found.undecided else (found.kind if found.kind != "none" else "handled")
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def group_scores(model: Model, texts: Sequence[str]) -> list[dict[str, float]]:
+    """Returns, per text, each question's probability (its classes summed) and "emergency"."""
+    probs = model.proba(texts)
+    classes = list(model.classifier.classes_)
+    out = []
+    for row in probs:
+        scores: dict[str, float] = {g: 0.0 for g in GROUP_ORDER}
+        for c, p in zip(classes, row, strict=True):
+            if c in GROUP_OF:
+                scores[GROUP_OF[c]] += float(p)
+        scores["emergency"] = float(row[classes.index("emergency")])
+        out.append(scores)
+    return out
+
+
+Setting = tuple[float, float]  # (threshold, emergency floor)
+SETTINGS: tuple[Setting, ...] = tuple((t, f) for t in GRID for f in FLOORS)
+
+
+def asked(scores: dict[str, float], setting: Setting) -> str | None:
+    """Returns the question the model would ask (as `IntentModel.suspect` does), or None."""
+    threshold, floor = setting
+    group = next((g for g in GROUP_ORDER if scores[g] >= threshold), None)
+    if group is not None and scores["emergency"] >= floor:
+        return "symptom"
+    return group
+
+
+@dataclass
+class Extra:
+    """The model's extra calls on messages the rules called neutral."""
+
+    missed: int = 0  # non-neutral messages the rules missed
+    caught: int = 0  # ... that got the right question
+    asked: int = 0  # questions asked
+    right: int = 0  # questions that lead to the right path
+    neutral: int = 0  # neutral messages in the set
+    neutral_asked: int = 0  # neutral messages that got a question
+    emergency_to_stop: int = 0  # emergencies given the stopping question (must stay 0)
+
+    def add(self, label: str, rules_call: str, question: str | None) -> None:
+        """Counts one message."""
+        if label == "none":
+            self.neutral += 1
+        if rules_call != "none":
+            return
+        if label != "none":
+            self.missed += 1
+        if question is None:
+            return
+        self.asked += 1
+        if label == "none":
+            self.neutral_asked += 1
+        elif GROUP_OF[label] == question:
+            self.right += 1
+            self.caught += 1
+        if label == "emergency" and question == "stop":
+            self.emergency_to_stop += 1
+
+    def figures(self) -> dict[str, Any]:
+        """Returns the counts and the two rates the thresholds are chosen on."""
+        return {
+            **self.__dict__,
+            "precision": round(self.right / self.asked, 3) if self.asked else None,
+            "neutral_ask_rate": round(self.neutral_asked / self.neutral, 3)
+            if self.neutral
+            else None,
+        }
+
+
+def cross_validate(messages: list[dict[str, str]]) -> dict[Setting, Extra]:
+    """5-fold CV over the whole file with the current rules first; one tally per threshold."""
+    texts = [m["text"] for m in messages]
+    labels = [m["label"] for m in messages]
+    calls = [current_rules(t) for t in texts]
+    tallies = {t: Extra() for t in SETTINGS}
+    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=SEED)
+    correct = 0
+    for train, test in folds.split(texts, labels):
+        model = fit([texts[i] for i in train], [labels[i] for i in train])
+        scores = group_scores(model, [texts[i] for i in test])
+        predicted = model.classifier.classes_[model.proba([texts[i] for i in test]).argmax(1)]
+        correct += sum(int(p == labels[i]) for p, i in zip(predicted, test, strict=True))
+        for i, s in zip(test, scores, strict=True):
+            for t in SETTINGS:
+                tallies[t].add(labels[i], calls[i], asked(s, t))
+    print(f"cross-validated accuracy of the model alone: {correct / len(texts):.3f}")
+    return tallies
+
+
+def replay(sections: dict[str, list[dict[str, str]]]) -> dict[str, dict[Setting, Extra]]:
+    """Replays each earlier blind round with the rules and data that existed before it."""
+    out: dict[str, dict[Setting, Extra]] = {}
+    for round_name, commit in ROUND_COMMITS.items():
+        rules = old_rules(commit)
+        if rules is None:
+            print(f"{round_name}: no git history here, replay skipped")
+            continue
+        before = SECTIONS[: SECTIONS.index(round_name)]
+        train = [m for name in before for m in sections[name]]
+        model = fit([m["text"] for m in train], [m["label"] for m in train])
+        test = sections[round_name]
+        scores = group_scores(model, [m["text"] for m in test])
+        tallies = {t: Extra() for t in SETTINGS}
+        for m, s in zip(test, scores, strict=True):
+            call = rules(m["text"])
+            for t in SETTINGS:
+                tallies[t].add(m["label"], call, asked(s, t))
+        out[round_name] = tallies
+    return out
+
+
+def choose(pooled: dict[Setting, Extra], replayed: dict[Setting, Extra]) -> Setting:
+    """Returns the lowest threshold (then highest floor) meeting every limit.
+
+    The neutral-ask rate and the emergency check use CV and replays together; precision uses
+    the replays only (in CV the current rules have seen every message, so what they miss
+    there is almost all neutral, which says little about the model's extra calls).
+    """
+    for setting in SETTINGS:
+        f = pooled[setting].figures()
+        precision = replayed[setting].figures()["precision"] or 0
+        if (
+            f["neutral_ask_rate"] is not None
+            and f["neutral_ask_rate"] <= MAX_NEUTRAL_ASK
+            and precision >= MIN_PRECISION
+            and f["emergency_to_stop"] == 0
+        ):
+            return setting
+    return SETTINGS[-1]
+
+
+def pool(*tallies: dict[Setting, Extra]) -> dict[Setting, Extra]:
+    """Adds several tallies threshold by threshold."""
+    out = {t: Extra() for t in SETTINGS}
+    for tally in tallies:
+        for t, extra in tally.items():
+            for key, value in extra.__dict__.items():
+                setattr(out[t], key, getattr(out[t], key) + value)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Trains, evaluates, chooses thresholds and writes the model file."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="evaluate only; write nothing")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+
+    sections = load_sections()
+    everything = [m for name in SECTIONS for m in sections[name]]
+    cv = cross_validate(everything)
+    replays = replay(sections)
+    pooled = pool(cv, *replays.values())
+    replayed = pool(*replays.values())
+    print("threshold floor  asked right neutral_asked/neutral caught/missed emergency->stop")
+    for setting in SETTINGS:
+        f = pooled[setting].figures()
+        r = replayed[setting].figures()
+        print(
+            f"  {setting[0]:.2f}  {setting[1]:.2f}  {f['asked']:4d} {f['right']:4d}"
+            f"   {f['neutral_asked']:3d}/{f['neutral']}        {f['caught']:3d}/{f['missed']}"
+            f"      {f['emergency_to_stop']}   replays: precision {r['precision']}"
+        )
+    setting = choose(pooled, replayed)
+    threshold, floor = setting
+    print(f"chosen: threshold {threshold}, emergency floor {floor}")
+    thresholds: dict[str, float] = {g: threshold for g in GROUP_ORDER}
+    thresholds["emergency_floor"] = floor
+    model = fit([m["text"] for m in everything], [m["label"] for m in everything])
+    meta = {
+        "trained_on": dict(Counter(m["label"] for m in everything)),
+        "sections": list(SECTIONS),
+        "config": {"C": C, "keep": KEEP, "decimals": DECIMALS, "class_weight": "balanced"},
+        "threshold_rule": (
+            f"lowest threshold of {GRID[0]}..{GRID[-1]} (then highest emergency floor of "
+            f"{FLOORS}) where, pooled over 5-fold CV (current rules first) and the replays "
+            f"(rules as before each round), the model's extra questions reach at most "
+            f"{MAX_NEUTRAL_ASK:.0%} of neutral messages, lead to the right path at least "
+            f"{MIN_PRECISION:.0%} of the time on the replays, and never ask an emergency "
+            "about stopping"
+        ),
+        "cross_validation": cv[setting].figures(),
+        "replays": {name: tally[setting].figures() for name, tally in replays.items()},
+        "pooled": pooled[setting].figures(),
+        "replays_pooled": replayed[setting].figures(),
+    }
+    data = export(model, thresholds, meta)
+    print(json.dumps(meta["replays"], indent=1))
+    print(f"features: {len(data['features'])}, version {data['version']}")
+    if args.check:
+        return 0
+    args.out.write_text(json.dumps(data, separators=(",", ":")) + "\n", encoding="utf-8")
+    print(f"wrote {args.out} ({args.out.stat().st_size // 1024} KiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
