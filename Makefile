@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run demo test lint format typecheck pytest migrate migration migration-reset bench clean
+.PHONY: help install run demo test lint format typecheck pytest migrate migration migration-reset bench clean train-intent
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "adherence-bot needs Python 3.11")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,parquet]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP) ## Create .venv and install the bot with its dev tools
@@ -54,10 +54,15 @@ PYTEST_WORKERS ?= 2
 pytest: $(STAMP) ## Run the tests (PostgreSQL ones need TEST_POSTGRES_URL)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
+train-intent: $(STAMP) ## Retrain the intent model (scikit-learn) and write content/safety/intent_model_en.json
+	$(BIN)/python -m bot.devtools.train_intent
+
 bench: $(STAMP) ## Run the benchmarks in bench/ (dispatch needs PostgreSQL; several minutes)
 	$(BIN)/python bench/tap_bench.py
 	$(BIN)/python bench/startup_bench.py
 	$(BIN)/python bench/dispatch_bench.py
+	$(BIN)/python bench/broadcast_bench.py
+	$(BIN)/python bench/export_bench.py
 
 clean: ## Remove .venv and caches (keeps data/)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

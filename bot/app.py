@@ -19,17 +19,22 @@ from bot.db import Database
 from bot.safe_bot import TELEGRAM_BOT_URL, TELEGRAM_FILE_URL, SafeBot
 from bot.services import Services
 from handlers import (
+    broadcasts,
     care_team,
     checkin,
+    clarify,
     doctor_first,
     errors,
     fallback,
+    invites,
     learn,
     lifecycle,
     offers,
     onboarding,
     pictures,
+    research,
     settings,
+    stats,
 )
 from handlers.common import BotContext
 from handlers.views.common import PATIENT_COMMANDS
@@ -54,11 +59,15 @@ def register_handlers(app: BotApplication) -> None:
     transaction, so a replayed update changes nothing and sends nothing.
     """
     # What she was asked -> the flow that takes her typed answer (read by handlers/fallback).
-    for flow in (onboarding, settings, checkin, pictures, care_team):
+    for flow in (onboarding, settings, checkin, pictures, care_team, invites, broadcasts):
         app.bot_data.text_routes.update(flow.TEXT_ROUTES)
     # Group 0: the flows. Specific commands and buttons first, free text last.
     for module in (
         care_team,  # staff commands and alert buttons; the role check is in bot/roles.py
+        invites,  # /invite (coordinators): make, list and revoke invite links
+        stats,  # /stats (coordinators, researchers): the study at a glance and its chart
+        broadcasts,  # /broadcast, /broadcastat, /broadcasts and their buttons (coordinators)
+        research,  # /export (researchers; off unless TELEGRAM_EXPORT_ENABLED=true)
         onboarding,
         settings,
         checkin,
@@ -66,6 +75,7 @@ def register_handlers(app: BotApplication) -> None:
         learn,
         pictures,
         doctor_first,
+        clarify,  # cq: the answer to a clarifying question about her free text
         lifecycle,
         fallback,
     ):
@@ -111,6 +121,7 @@ def build_application(
     checkin.register_outbox(app.bot_data)
     care_team.register_outbox(app.bot_data)
     onboarding.register_outbox(app.bot_data)
+    broadcasts.register_outbox(app.bot_data)
     register_handlers(app)
     # One dispatcher tick claims every due row (no job per patient). A late tick still runs
     # (APScheduler's default grace is 1 s) and piled-up ticks coalesce into one.

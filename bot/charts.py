@@ -3,6 +3,8 @@
 One value per local day in her time zone. A day without an answer is NaN (a gap in the
 picture), never zero: a missed check-in says nothing about her pain. Nothing here draws or
 knows about Telegram; `bot.images` and `bot.doctor_card` turn these series into files.
+The study overview's weekly series (/stats) are at the end, with their chart, which draws
+through `bot.images` on first use.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlmodel import col, select
@@ -258,3 +261,110 @@ def tablet_sentence(summary: Summary, m: Messages) -> str | None:
         missed=summary.missed,
         stopped=summary.stopped,
     )
+
+
+# ---------------------------------------------------------------- the study overview (/stats)
+#
+# Weekly response rate and median worst pain per cohort, drawn in the same style as her trend
+# (bot.images: Okabe-Ito colours, each series also told apart by marker and line style, sized
+# for a phone). Points resting on fewer than 5 participants are NaN: gaps, never shown.
+
+STATS_GID_RATE = "rate:"  # + cohort code: the line's gid, so tests can read what is plotted
+STATS_GID_PAIN = "pain:"
+_STATS_STYLES = ("-", "--", "-.", ":")
+_STATS_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+@dataclass(frozen=True)
+class CohortWeeks:
+    """One cohort's weekly figures (NaN where fewer than 5 participants stand behind them)."""
+
+    code: str
+    rate: list[float]  # check-ins answered, percent
+    pain: list[float]  # median worst pain, 0-10
+
+
+@dataclass(frozen=True)
+class StudyWeeks:
+    """The last weeks (their Mondays, oldest first) and each cohort's series."""
+
+    weeks: list[date]
+    cohorts: list[CohortWeeks]
+    scope: str | None = None  # one cohort, or None for the whole study
+
+
+def stats_figure(data: StudyWeeks, m: Messages) -> Any:
+    """Builds the overview chart: answered % above, median worst pain below, one line each."""
+    from matplotlib.dates import DateFormatter
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FixedLocator
+
+    from bot import images
+
+    colours = (
+        images.VERMILLION,
+        images.BLUE,
+        images.BLUISH_GREEN,
+        images.ORANGE,
+        images.REDDISH_PURPLE,
+        "#56B4E9",  # sky blue
+        "#000000",
+        "#F0E442",  # yellow, last: faint on white
+    )
+    fig = Figure(figsize=images.TREND_SIZE, dpi=images.TREND_DPI, layout="constrained")
+    rate_ax = fig.add_subplot(2, 1, 1)
+    pain_ax = fig.add_subplot(2, 1, 2, sharex=rate_ax)
+    # A point sits mid-week (Thursday noon) so the Monday ticks frame it.
+    x = images.day_numbers([w + timedelta(days=3) for w in data.weeks])
+    title = (
+        m.get("stats.chart_title_cohort", cohort=data.scope, weeks=len(data.weeks))
+        if data.scope
+        else m.get("stats.chart_title", weeks=len(data.weeks))
+    )
+    fig.suptitle(title, fontsize=images.TITLE_SIZE * 0.85)
+    for n, cohort in enumerate(data.cohorts):
+        style: dict[str, Any] = {
+            "color": colours[n % len(colours)],
+            "linestyle": _STATS_STYLES[n % len(_STATS_STYLES)],
+            "marker": _STATS_MARKERS[n % len(_STATS_MARKERS)],
+            "linewidth": 2.5,
+            "markersize": 8,
+            "label": cohort.code,
+        }
+        rate_ax.plot(x, cohort.rate, gid=STATS_GID_RATE + cohort.code, **style)
+        pain_ax.plot(x, cohort.pain, gid=STATS_GID_PAIN + cohort.code, **style)
+    rate_ax.set_ylim(-5, 105)
+    rate_ax.set_yticks([0, 25, 50, 75, 100])
+    rate_ax.set_ylabel(m.get("stats.chart_rate_axis"), fontsize=images.LABEL_SIZE)
+    pain_ax.set_ylim(-0.5, 10.5)
+    pain_ax.set_yticks([0, 2, 4, 6, 8, 10])
+    pain_ax.set_ylabel(m.get("stats.chart_pain_axis"), fontsize=images.LABEL_SIZE)
+    for ax in (rate_ax, pain_ax):
+        ax.grid(axis="y", color="#dddddd")
+        ax.tick_params(axis="both", labelsize=images.TICK_SIZE)
+    if data.cohorts:
+        rate_ax.legend(
+            loc="lower left",
+            bbox_to_anchor=(0.0, 1.01),
+            ncol=min(3, len(data.cohorts)),
+            fontsize=images.LABEL_SIZE,
+            frameon=False,
+            borderaxespad=0.0,
+        )
+    rate_ax.tick_params(labelbottom=False)
+    # Four dates, three weeks apart, counted back from this week: never crowded.
+    ticks = data.weeks[::-3][::-1]
+    pain_ax.xaxis.set_major_locator(FixedLocator(images.day_numbers(ticks)))
+    pain_ax.xaxis.set_major_formatter(DateFormatter(m.get("pictures.date_format")))
+    if data.weeks:
+        first = images.day_numbers([data.weeks[0]])[0] - 0.5
+        pain_ax.set_xlim(first, first + 7 * len(data.weeks))
+    pain_ax.set_xlabel(m.get("stats.chart_note"), fontsize=images.NOTE_SIZE, color=images.GREY)
+    return fig
+
+
+def render_stats_png(data: StudyWeeks, m: Messages) -> bytes:
+    """Draws the overview chart as PNG bytes (blocking: run it in a worker thread)."""
+    from bot import images
+
+    return images.rendered(lambda: images.png_bytes(stats_figure(data, m)))

@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -346,12 +346,19 @@ def _copy_sqlite(source: Path, target: Path) -> int:
 
 def expiry_instant(day: date, zone: str) -> datetime:
     """Returns the UTC instant an invite valid 'until the end of `day`' in `zone` expires."""
-    local_midnight = datetime.combine(day + timedelta(days=1), time(0), tzinfo=ZoneInfo(zone))
-    return local_midnight.astimezone(UTC)
+    from bot.invites import expiry_instant as rule  # the invite rules live in one place
+
+    return rule(day, zone)
 
 
 def cmd_invite_create(args: argparse.Namespace) -> int:
-    """Creates an invite (and its cohort if new) and prints the deep link to send."""
+    """Creates an invite (and its cohort if new) and prints the deep link to send.
+
+    A site study id that already has a participant or a live invite is refused unless
+    --force (audited as forced); the rules are `bot.invites`, shared with /invite.
+    """
+    from bot.invites import site_study_id_ok
+
     settings = load_settings()
     if settings is None:
         return EXIT_CONFIG
@@ -360,6 +367,9 @@ def cmd_invite_create(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     if args.uses < 1:
         complain("cli.invite_bad_uses")
+        return EXIT_CONFIG
+    if args.study_id is not None and not site_study_id_ok(args.study_id):
+        complain("invites.cli_bad_site")
         return EXIT_CONFIG
     expires_at: datetime | None = None
     if args.expires is not None:
@@ -374,7 +384,17 @@ def cmd_invite_create(args: argparse.Namespace) -> int:
             return EXIT_CONFIG
     if not migrate(settings):
         return EXIT_FAILED
-    code = asyncio.run(_create_invite(settings, args.cohort, args.study_id, expires_at, args.uses))
+    code, conflict = asyncio.run(
+        _create_invite(settings, args.cohort, args.study_id, expires_at, args.uses, args.force)
+    )
+    if code is None:
+        complain(
+            "invites.cli_refused",
+            site=args.study_id,
+            joined=conflict.participants,
+            live=conflict.live_invites,
+        )
+        return EXIT_FAILED
     username, known = _username_for_links(settings)
     say(
         "cli.invite_created",
@@ -391,6 +411,8 @@ def cmd_invite_create(args: argparse.Namespace) -> int:
         username=username,
         code=code,
     )
+    if conflict.any:
+        say("invites.cli_forced")
     if not known:
         say("cli.invite_username_placeholder_note")
     return EXIT_OK
@@ -402,21 +424,102 @@ async def _create_invite(
     study_id: str | None,
     expires_at: datetime | None,
     uses: int,
-) -> str:
+    force: bool = False,
+) -> tuple[str | None, Any]:
+    """Returns the new invite's code (None when refused) and what already existed."""
+    from bot import invites
     from bot.db import Database
-    from bot.enrollment import create_invite
+    from bot.roles import CLI_ACTOR
 
     db = Database(settings.database_url)
     try:
         async with db.session() as session:
-            invite = await create_invite(
+            created = await invites.create(
                 session=session,
+                actor=CLI_ACTOR,
                 cohort_code=cohort,
                 site_study_id=study_id,
                 expires_at=expires_at,
                 max_uses=uses,
+                force=force,
             )
-            return invite.code
+            return (created.invite.code if created.invite else None), created.conflict
+    finally:
+        await db.dispose()
+
+
+def cmd_invite_list(args: argparse.Namespace) -> int:
+    """Lists invites, newest first: live ones, or every one with --all."""
+    settings = _team_settings(staff_codes=False)
+    if settings is None:
+        return EXIT_CONFIG
+    try:
+        found = asyncio.run(_list_invites(settings, args.all))
+    except Exception as exc:
+        return _database_failed(settings, exc)
+    if not found:
+        say("invites.cli_list_none")
+        return EXIT_OK
+    zone = _team_zone(settings)
+    rows = [
+        [
+            str(x.invite.id),
+            x.cohort,
+            x.invite.site_study_id or "-",
+            f"{x.invite.uses}/{x.invite.max_uses}",
+            _local(x.invite.expires_at, zone),
+            t(f"invites.status_{x.status}"),
+            x.invite.code,
+        ]
+        for x in found
+    ]
+    _print_lines(_columns("invites.cli_list_columns", rows))
+    return EXIT_OK
+
+
+async def _list_invites(settings: Settings, include_all: bool) -> list[Any]:
+    from bot import invites
+    from bot.db import Database
+
+    db = Database(settings.database_url)
+    try:
+        async with db.session() as session:
+            return list(
+                await invites.list_invites(session=session, include_all=include_all, limit=1000)
+            )
+    finally:
+        await db.dispose()
+
+
+def cmd_invite_revoke(args: argparse.Namespace) -> int:
+    """Revokes an invite by id (audited as cli): its link stops working."""
+    settings = _team_settings(staff_codes=False)
+    if settings is None:
+        return EXIT_CONFIG
+    raw = args.invite_id
+    if not (raw.isascii() and raw.isdigit() and len(raw) < 10):
+        complain("invites.cli_revoke_bad_id")
+        return EXIT_CONFIG
+    try:
+        done = asyncio.run(_revoke_invite(settings, int(raw)))
+    except Exception as exc:
+        return _database_failed(settings, exc)
+    if done == "not_found":
+        complain(f"invites.revoke_{done}", id=raw)
+        return EXIT_FAILED
+    say(f"invites.revoke_{done}", id=raw)
+    return EXIT_OK
+
+
+async def _revoke_invite(settings: Settings, invite_id: int) -> str:
+    from bot import invites
+    from bot.db import Database
+    from bot.roles import CLI_ACTOR
+
+    db = Database(settings.database_url)
+    try:
+        async with db.session() as session:
+            return str(await invites.revoke(session=session, actor=CLI_ACTOR, invite_id=invite_id))
     finally:
         await db.dispose()
 
@@ -888,6 +991,50 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- the study overview
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    """Prints the study at a glance (as /stats does), for one cohort with --cohort."""
+    settings = _team_settings(staff_codes=False)
+    if settings is None:
+        return EXIT_CONFIG
+    try:
+        found, known = asyncio.run(_read_stats(settings, args.cohort))
+    except Exception as exc:
+        return _database_failed(settings, exc)
+    if found is None:
+        if known:
+            complain("stats.no_cohort", cohort=args.cohort, cohorts=", ".join(known))
+        else:
+            complain("stats.no_cohort_none", cohort=args.cohort)
+        return EXIT_FAILED
+    from bot.content import messages
+    from bot.stats import report_lines
+
+    m = messages("en")
+    _print_lines(report_lines(found, m))
+    if args.png and found.chart is not None:
+        from bot.charts import render_stats_png
+
+        Path(args.png).write_bytes(render_stats_png(found.chart, m))
+        say("stats.cli_chart_saved", path=args.png)
+    return EXIT_OK
+
+
+async def _read_stats(settings: Settings, cohort: str | None) -> tuple[Any, list[str]]:
+    from bot import stats
+    from bot.db import Database
+
+    db = Database(settings.database_url)
+    try:
+        async with db.session() as session:
+            found = await stats.overview(session=session, settings=settings, cohort=cohort)
+            return found, await stats.known_cohorts(session=session)
+    finally:
+        await db.dispose()
+
+
 # ---------------------------------------------------------------- argument parsing
 
 
@@ -929,7 +1076,22 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--study-id", default=None, help="the site's study id for this person")
     create.add_argument("--expires", default=None, help="last valid day, YYYY-MM-DD")
     create.add_argument("--uses", type=int, default=1, help="how many people may use it (1)")
+    create.add_argument(
+        "--force",
+        action="store_true",
+        help="create it even if the study id has a participant or a live invite (audited)",
+    )
     create.set_defaults(handler=cmd_invite_create)
+    listing = invite_sub.add_parser("list", help="list live invites (--all: every invite)")
+    listing.add_argument("--all", action="store_true", help="used-up, expired, revoked too")
+    listing.set_defaults(handler=cmd_invite_list)
+    revoke_invite = invite_sub.add_parser("revoke", help="stop an invite's link from working")
+    revoke_invite.add_argument("invite_id", metavar="ID", help="from adherence-bot invite list")
+    revoke_invite.set_defaults(handler=cmd_invite_revoke)
+    stats = sub.add_parser("stats", help="the study at a glance (small cells shown as <5)")
+    stats.add_argument("--cohort", default=None, help="one cohort only")
+    stats.add_argument("--png", default=None, metavar="PATH", help="also save the chart here")
+    stats.set_defaults(handler=cmd_stats)
 
     alerts = sub.add_parser("alerts", help="list open alerts, or those that reached nobody")
     alerts.add_argument(
@@ -950,6 +1112,14 @@ def build_parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="list the audit log, newest first")
     audit.add_argument("--limit", type=int, default=50, help="how many events (50)")
     audit.set_defaults(handler=cmd_audit)
+    # Broadcasts (`broadcast`, `broadcast status`) live with the broadcast code.
+    from bot.broadcast_cli import add_broadcast_command
+
+    add_broadcast_command(sub)
+    # Research exports (`export`, `verify-export`) live with the export code.
+    from bot.export.cli import add_export_commands
+
+    add_export_commands(sub)
     return parser
 
 

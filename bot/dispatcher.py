@@ -28,7 +28,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from telegram import Bot
 from telegram.ext import CallbackContext
 
-from bot import alerts, checkins, clock, offers, ops, ratelimit
+from bot import alerts, broadcasts, checkins, clock, offers, ops, ratelimit
 from bot.content import consent_text
 from bot.models import (
     Alert,
@@ -174,6 +174,9 @@ async def run_tick(services: Services, bot: Bot) -> TickReport:
     await queue_reminders(services=services, report=report)
     await close_windows(services=services, report=report)
     await send_due(services=services, bot=bot, report=report, deadline=deadline)
+    if await follow_up_broadcasts(services):
+        # A broadcast just finished: its report goes out now, not a tick later.
+        await send_due(services=services, bot=bot, report=report, deadline=deadline)
     return report
 
 
@@ -976,7 +979,19 @@ async def send_due(
         finally:
             stop.set()
             await keeper
+        # Between batches (about two seconds each): the coordinator's progress message.
+        await follow_up_broadcasts(services)
     return False
+
+
+async def follow_up_broadcasts(services: Services) -> int:
+    """Queues broadcast progress edits and final reports (returns how many); a failure never
+    stops the tick."""
+    try:
+        return await broadcasts.follow_up(session_factory=services.db.session)
+    except Exception as exc:
+        _log_row_error("broadcast follow-up", None, exc)
+        return 0
 
 
 async def _send_batch(services: Services, bot: Bot, ids: list[int], report: TickReport) -> bool:

@@ -86,6 +86,9 @@ def invite_problem(invite: Invite | None, *, at: datetime) -> InviteProblem | No
     """Returns why the invite cannot be used at this instant, or None when it can."""
     if invite is None:
         return InviteProblem.unknown
+    # A revoked link reads as an expired one to her (bot/invites.py revokes).
+    if invite.revoked_at is not None:
+        return InviteProblem.expired
     if invite.expires_at is not None and invite.expires_at <= at:
         return InviteProblem.expired
     if invite.uses >= invite.max_uses:
@@ -104,7 +107,11 @@ async def redeem(*, session: AsyncSession, invite: Invite) -> InviteProblem | No
         return problem
     result = await session.exec(
         update(Invite)
-        .where(col(Invite.id) == invite.id, col(Invite.uses) < col(Invite.max_uses))
+        .where(
+            col(Invite.id) == invite.id,
+            col(Invite.uses) < col(Invite.max_uses),
+            col(Invite.revoked_at).is_(None),
+        )
         .values(uses=col(Invite.uses) + 1)
     )
     if int(result.rowcount or 0) != 1:

@@ -131,6 +131,9 @@ class Rule:
     # Rule ids (or id prefixes) this rule switches off when it fires: a question about taking
     # the medicine correctly is not a question about stopping it.
     suppresses: tuple[str, ...] = ()
+    # "sentence": switches off only rules that fired in its own sentence (an information
+    # question must not hide signs she reports in the next sentence).
+    suppress_within: str = "message"
 
 
 @dataclass(frozen=True)
@@ -281,9 +284,11 @@ def _others_regex(cues: Iterable[object]) -> re.Pattern[str] | None:
     found = _cue_regex(cues)
     if found is None:
         return None
+    # Also the second verb of the same subject: "my friend fell and (could not get up)".
     return re.compile(
         found.pattern
         + r"(?: (?:has|had|have|just|also|was|is|did|then|a|an|got|caught|been|getting|running))*"
+        + r"(?:(?: (?!(?:i|me|my|and)\b)\S+){0,3} and)?"
         + r"\s*$"
     )
 
@@ -330,6 +335,7 @@ def parse_rules(raw: Sequence[Mapping[str, Any]], groups: Mapping[str, Any]) -> 
                 third_party=bool(spec.get("third_party", False)),
                 span=str(spec.get("span", "clause")),
                 suppresses=tuple(str(x) for x in spec.get("suppresses", [])),
+                suppress_within=str(spec.get("suppress_within", "message")),
             )
         )
     return tuple(rules)
@@ -432,6 +438,22 @@ def is_past(
 
 
 @dataclass(frozen=True)
+class Combination:
+    """A signal made of signs that are each harmless alone (the `combinations` of a rules file).
+
+    It fires when every class in `all` and at least `least` of the classes in `any` are found
+    anywhere in the message (each sign not negated and not clearly past): "pressure on my chest"
+    with "clammy" or "left arm", hives with a swelling face, bleeding with "soaked".
+    """
+
+    id: str
+    kind: str
+    all: tuple[str, ...]
+    any: tuple[str, ...] = ()
+    least: int = 1
+
+
+@dataclass(frozen=True)
 class RuleBook:
     """The compiled detection rules of one locale."""
 
@@ -443,6 +465,9 @@ class RuleBook:
     third_party: re.Pattern[str] | None
     raw: Mapping[str, Any]
     scope: Scope = field(default_factory=Scope)
+    # Sign classes (compiled as rules of kind "sign") and the combinations made of them.
+    signs: tuple[Rule, ...] = ()
+    combinations: tuple[Combination, ...] = ()
 
 
 def rules_path(locale: str, stem: str = "") -> Path:
@@ -488,7 +513,64 @@ def rulebook(locale: str = DEFAULT_LOCALE) -> RuleBook:
         third_party=compile_pattern("{third_party}", groups) if third else None,
         raw=raw,
         scope=parse_scope(raw.get("scope", {}), groups),
+        signs=_parse_signs(raw.get("signs", {}), groups),
+        combinations=_parse_combinations(raw.get("combinations", []), raw.get("signs", {})),
     )
+
+
+def _parse_signs(raw: Mapping[str, Any], groups: Mapping[str, Any]) -> tuple[Rule, ...]:
+    """Compiles the sign classes of a rules file (each a pattern and a negation profile)."""
+    specs = [
+        {
+            "id": name,
+            "kind": "sign",
+            "pattern": spec["pattern"],
+            "negation": spec.get("negation", "sign"),
+            "span": spec.get("span", "clause"),
+        }
+        for name, spec in raw.items()
+    ]
+    return parse_rules(specs, groups)
+
+
+def _parse_combinations(
+    raw: Sequence[Mapping[str, Any]], signs: Mapping[str, Any]
+) -> tuple[Combination, ...]:
+    """Reads the combinations of a rules file, checking that every class they name exists."""
+    found = []
+    for spec in raw:
+        combo = Combination(
+            id=str(spec["id"]),
+            kind=str(spec["kind"]),
+            all=tuple(str(c) for c in spec.get("all", [])),
+            any=tuple(str(c) for c in spec.get("any", [])),
+            least=int(spec.get("least", 1 if spec.get("any") else 0)),
+        )
+        unknown = [c for c in (*combo.all, *combo.any) if c not in signs]
+        if unknown or not (combo.all or combo.any):
+            raise ContentError(f"safety combination {combo.id!r}: unknown classes {unknown}")
+        found.append(combo)
+    return tuple(found)
+
+
+def _combined(book: RuleBook, sentences: Sequence[Sequence[str]]) -> list[tuple[str, str]]:
+    """Returns the (kind, id) of every combination whose sign classes the message shows."""
+    if not book.combinations:
+        return []
+    seen: set[str] = set()
+    for sentence in sentences:
+        joined = [" , ".join(sentence)]
+        for sign in book.signs:
+            if sign.id in seen:
+                continue
+            units = joined if sign.span == "sentence" else sentence
+            if any(_fires(book, sign, units, i) == "sign" for i in range(len(units))):
+                seen.add(sign.id)
+    return [
+        (c.kind, c.id)
+        for c in book.combinations
+        if all(x in seen for x in c.all) and sum(x in seen for x in c.any) >= c.least
+    ]
 
 
 def normalise(text: str, locale: str = DEFAULT_LOCALE) -> str:
@@ -543,7 +625,14 @@ def detect(text: str, locale: str = DEFAULT_LOCALE) -> Detection:
     book = rulebook(locale)
     fired: set[tuple[str, str]] = set()
     dismissed: set[str] = set()
-    for sentence in book.normaliser.sentences(text):
+    sentences = book.normaliser.sentences(text)
+    # Where each rule fired (sentence numbers); a combination reads the whole message (-1),
+    # which is one sentence when the message is.
+    where: dict[str, set[int]] = {}
+    for found_kind, rid in _combined(book, sentences):
+        fired.add((found_kind, rid))
+        where.setdefault(rid, set()).add(0 if len(sentences) == 1 else -1)
+    for number, sentence in enumerate(sentences):
         joined = [" , ".join(sentence)]
         for rule in book.rules:
             units = joined if rule.span == "sentence" else sentence
@@ -555,11 +644,20 @@ def detect(text: str, locale: str = DEFAULT_LOCALE) -> Detection:
                     dismissed.add(rule.id)
                 elif found is not None:
                     fired.add((found, rule.id))
+                    where.setdefault(rule.id, set()).add(number)
     usage = sorted(rid for found, rid in fired if found == "usage")
     if usage:
-        off = [s for rule in book.rules if rule.id in usage for s in rule.suppresses]
-        dismissed |= {rid for k, rid in fired if k != "usage" and _suppressed(rid, off)}
-        fired = {(k, rid) for k, rid in fired if k == "usage" or not _suppressed(rid, off)}
+        off: set[str] = set()
+        for rule in book.rules:
+            if rule.id not in usage:
+                continue
+            for k, rid in fired:
+                if k == "usage" or not _suppressed(rid, rule.suppresses):
+                    continue
+                if rule.suppress_within != "sentence" or where.get(rid, set()) <= where[rule.id]:
+                    off.add(rid)
+        dismissed |= off
+        fired = {(k, rid) for k, rid in fired if rid not in off}
     signals = frozenset(found for found, _ in fired if found != "usage")
     kind: Kind = next((k for k in PRECEDENCE if k in signals), "none")
     return Detection(

@@ -16,6 +16,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.audit import participant_actor, record_audit
 from bot.clock import now
+from bot.enrolment_events import Step as EnrolmentStep
+from bot.enrolment_events import record_step
 from bot.models import (
     Alert,
     AlertStatus,
@@ -24,6 +26,7 @@ from bot.models import (
     BarrierReport,
     CheckIn,
     CheckInStatus,
+    ClarifyingQuestion,
     Consent,
     Lifecycle,
     MissedReason,
@@ -209,6 +212,12 @@ async def withdraw(
     )
     await close_open_checkins(session=session, participant_id=pid, reason=MissedReason.withdrawn)
     await cancel_queued_messages(session=session, participant_id=pid)
+    await record_step(
+        session=session,
+        step=EnrolmentStep.withdrawn,
+        pseudonym=participant.pseudonym,
+        cohort_id=participant.cohort_id,
+    )
     await record_audit(
         session=session,
         actor=actor or participant_actor(participant),
@@ -228,13 +237,21 @@ async def delete_participant_data(*, session: AsyncSession, participant: Partici
     the chat id on her outbox rows. Kept: consent rows (version and times only, to show what
     the study held and when), check-in rows without answers (closed as missed/withdrawn if
     open), alert rows without detail (closed if open, so the care team's record of what it was
-    told stays whole), and an audit event with her pseudonym, the time and the actor. The row
-    itself gets a tombstone pseudonym, so nothing left in it links back to her Telegram account
-    and she may join again later.
+    told stays whole), enrolment events (codes, times and a hash, for the CONSORT counts of
+    research exports, which never list her), and an audit event with her pseudonym, the time
+    and the actor. The row itself gets a tombstone pseudonym, so nothing left in it links back
+    to her Telegram account and she may join again later.
     """
     pid = _require_id(participant)
     pseudonym = participant.pseudonym
     at = now()
+    # Counted for the CONSORT flow (a code and a time); she is absent from every export.
+    await record_step(
+        session=session,
+        step=EnrolmentStep.deleted,
+        pseudonym=pseudonym,
+        cohort_id=participant.cohort_id,
+    )
 
     checkin_ids = select(CheckIn.id).where(CheckIn.participant_id == pid)
     answer_ids = select(Answer.id).where(col(Answer.checkin_id).in_(checkin_ids))
@@ -248,7 +265,14 @@ async def delete_participant_data(*, session: AsyncSession, participant: Partici
         .values(schedule_id=None, message_ids="")
     )
     await session.exec(delete(Schedule).where(col(Schedule.participant_id) == pid))
-    for table in (SavedQuestion, BarrierReport, TherapyChange, PageView, OfferEvent):
+    for table in (
+        SavedQuestion,
+        BarrierReport,
+        TherapyChange,
+        PageView,
+        OfferEvent,
+        ClarifyingQuestion,  # codes only, but hers (issue 13)
+    ):
         await session.exec(delete(table).where(col(table.participant_id) == pid))
     await session.exec(
         update(Alert)

@@ -174,6 +174,10 @@ class Invite(SQLModel, table=True):
     max_uses: int = 1
     uses: int = 0
     created_at: datetime = created_ts()
+    # Who made it and who took it back ("cli" or "staff:<code>"): bot/invites.py, audited.
+    created_by: str | None = Field(default=None, max_length=64)
+    revoked_at: datetime | None = ts()
+    revoked_by: str | None = Field(default=None, max_length=64)
 
 
 # One person in the study. Lifecycle (status) and reachability are separate facts.
@@ -292,7 +296,11 @@ class AnswerHistory(SQLModel, table=True):
 # Every message the bot starts (check-ins, reminders, broadcasts, alerts) goes through here.
 class OutgoingMessage(SQLModel, table=True):
     # The sender's question: which rows are queued and due (by state, then time).
-    __table_args__ = (sa.Index("ix_outgoingmessage_due", "state", "not_before"),)
+    __table_args__ = (
+        sa.Index("ix_outgoingmessage_due", "state", "not_before"),
+        # A broadcast reaches each participant through one row at most (bot.broadcasts).
+        sa.UniqueConstraint("broadcast_id", "participant_id", name="uq_outgoingmessage_broadcast"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     kind: str = Field(max_length=32, index=True)  # checkin, reminder, broadcast, alert, ...
@@ -309,6 +317,8 @@ class OutgoingMessage(SQLModel, table=True):
     telegram_message_id: int | None = big()
     sent_at: datetime | None = ts()
     created_at: datetime = created_ts()
+    # The broadcast this row delivers (its text is stored once, on the Broadcast).
+    broadcast_id: int | None = Field(default=None, foreign_key="broadcast.id", index=True)
 
 
 # Shared send pacing across processes: the earliest instant the next send under a key may go.
@@ -488,3 +498,71 @@ class StaffState(SQLModel, table=True):
     # A message typed for a participant, waiting for Send or Cancel (staff text, cleared then).
     draft: str | None = Field(default=None, max_length=4000)
     updated_at: datetime = created_ts()
+
+
+# ---------------------------------------------------------------- broadcasts (bot.broadcasts)
+
+
+class BroadcastStatus(StrEnum):
+    draft = "draft"  # being written in the chat: audience and time not confirmed yet
+    queued = "queued"  # confirmed: one outbox row per recipient, waiting or being sent
+    done = "done"  # every row ended (sent, skipped, blocked, failed or uncertain)
+    cancelled = "cancelled"  # stopped by a coordinator; rows not yet sent were cancelled
+
+
+# One message from the care team to many participants. The text is stored here once; each
+# recipient's delivery is an OutgoingMessage row with this broadcast_id.
+class Broadcast(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    created_by: str = Field(max_length=64)  # "staff:<code>", "admin:<code>" or "cli"
+    creator_user_id: int | None = big()  # the coordinator writing it (drafts are hers)
+    creator_chat_id: int | None = big()  # where progress and the final report go
+    text: str = Field(max_length=4096)
+    text_hash: str = Field(max_length=64)  # sha256 of the text, for the audit log
+    audience: str = Field(default="{}", max_length=500)  # JSON: cohort, medicine, therapy, locale
+    send_at: datetime | None = ts()  # an absolute send time (None: now)
+    local_time: str | None = Field(default=None, max_length=5)  # "HH:MM" in her own zone
+    status: BroadcastStatus = enum_column(BroadcastStatus, BroadcastStatus.draft, index=True)
+    recipients: int = 0  # rows queued at confirmation
+    progress_message_id: int | None = big()
+    progress_at: datetime | None = ts()  # the last progress edit queued
+    created_at: datetime = created_ts()
+    queued_at: datetime | None = ts()
+    finished_at: datetime | None = ts()
+    cancelled_at: datetime | None = ts()
+    cancelled_by: str | None = Field(default=None, max_length=64)
+
+
+# ---------------------------------------------------------------- research exports (issue 12)
+
+
+# One step someone took towards joining or leaving the study, for the CONSORT counts of the
+# `enrolment` export: codes and times only. `person` is a hash of her keyed pseudonym with a
+# purpose of its own (enough to count someone once; made only with the key), never an id.
+class EnrolmentEvent(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    # started | invite_refused | consent_declined | consented | onboarded | withdrawn | deleted
+    event: str = Field(max_length=32, index=True)
+    cohort_id: int | None = Field(default=None, foreign_key="cohort.id")
+    person: str = Field(max_length=64, index=True)
+    reason: str | None = Field(default=None, max_length=32)  # an invite problem code
+    at: datetime = created_ts()
+
+
+# ---------------------------------------------------------------- clarifying questions (issue 13)
+
+
+# A clarifying question about her free text (a weak doubt the rules read, or a signal only the
+# intent model suspected) and the button she chose: codes and versions, never her words.
+class ClarifyingQuestion(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    participant_id: int = Field(foreign_key="participant.id", index=True)
+    question: str = Field(max_length=16)  # symptom | stop | fewer
+    source: str = Field(max_length=16)  # rules | model: who read the doubt
+    suspected: str = Field(max_length=32)  # the class read, e.g. red_flag, stop_intent_weak
+    score: int | None = None  # the model's probability for the question, in percent
+    rules_version: str = Field(max_length=32)
+    model_version: str | None = Field(default=None, max_length=32)
+    choice: str | None = Field(default=None, max_length=8)  # yes | no; None until she taps
+    asked_at: datetime = created_ts()
+    answered_at: datetime | None = ts()

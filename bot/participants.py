@@ -18,6 +18,8 @@ from bot.clock import now
 from bot.config import parse_hhmm
 from bot.content import consent_text
 from bot.countries import country as find_country
+from bot.enrolment_events import Step as EnrolmentStep
+from bot.enrolment_events import record_step
 from bot.models import (
     CheckIn,
     CheckInStatus,
@@ -117,6 +119,12 @@ async def record_consent(
     if consent is None:
         consent = Consent(participant_id=participant.id, version=version, accepted_at=now())
         session.add(consent)
+        await record_step(
+            session=session,
+            step=EnrolmentStep.consented,
+            pseudonym=participant.pseudonym,
+            cohort_id=participant.cohort_id,
+        )
     participant.consent_version = version
     if participant.awaiting == RECONSENT or participant.awaiting == f"onb:{Step.consent}":
         participant.awaiting = None
@@ -305,6 +313,12 @@ async def complete_onboarding(*, session: AsyncSession, participant: Participant
     participant.onboarded_at = now()
     participant.awaiting = None
     session.add(participant)
+    await record_step(
+        session=session,
+        step=EnrolmentStep.onboarded,
+        pseudonym=participant.pseudonym,
+        cohort_id=participant.cohort_id,
+    )
     schedule = await set_schedule(
         session=session,
         participant=participant,

@@ -107,6 +107,18 @@ async def reserve_in(
     return slots
 
 
+async def chat_ready_at(session: AsyncSession, *, chat_id: int) -> datetime | None:
+    """Returns when a steady (non-burst) send to this chat may go next, if that is known.
+
+    Read without a lock: a sender uses it only to put a row back rather than wait for one
+    busy chat while every other chat waits behind it (a slot reserved for a chat that is not
+    ready would hold the global slot too).
+    """
+    key, _, _ = chat_key(chat_id)
+    slot = await session.get(RateSlot, key)
+    return slot.next_at if slot is not None else None
+
+
 async def reserve(
     *, db: Database, chat_id: int, per_second: float, burst: bool = False
 ) -> datetime:

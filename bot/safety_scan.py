@@ -202,3 +202,42 @@ def scan_all_content(root: Path | None = None) -> list[Finding]:
                 Finding(rule=finding.rule, sentence=finding.sentence, source=relative, key=key)
             )
     return findings
+
+
+# ---------------------------------------------------------------- the lock screen
+# The first line of any message the bot starts shows before she unlocks her phone: it names
+# no medicine, cancer or illness. The words are data (content/safety/lockscreen_<locale>.yaml),
+# read by the broadcast check and by the content tests.
+
+
+@lru_cache(maxsize=8)
+def lock_screen_words(locale: str = DEFAULT_LOCALE) -> tuple[str, ...]:
+    """Returns the words no lock screen may show (`content/safety/lockscreen_<locale>.yaml`)."""
+    path = content_dir() / "safety" / f"lockscreen_{locale}.yaml"
+    if not path.is_file():
+        if locale != DEFAULT_LOCALE:
+            return lock_screen_words(DEFAULT_LOCALE)
+        raise ContentError(f"missing lock-screen words {path}")
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    words = tuple(str(w).strip().lower() for w in raw.get("words", []) if str(w).strip())
+    if not words:
+        raise ContentError(f"{path} lists no words")
+    return words
+
+
+@lru_cache(maxsize=8)
+def lock_screen_pattern(locale: str = DEFAULT_LOCALE) -> re.Pattern[str]:
+    """Returns a pattern that finds a lock-screen word at the start of any word."""
+    alternatives = "|".join(re.escape(w) for w in lock_screen_words(locale))
+    return re.compile(r"\b(" + alternatives + r")", re.IGNORECASE)
+
+
+def first_line(text: str) -> str:
+    """Returns the first line with words in it: what a lock screen shows."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def lock_screen_word(text: str, locale: str = DEFAULT_LOCALE) -> str | None:
+    """Returns the forbidden word the text's first line holds, if any."""
+    found = lock_screen_pattern(locale).search(first_line(text))
+    return found.group(0) if found else None

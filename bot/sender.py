@@ -66,13 +66,22 @@ log = logging.getLogger(__name__)
 MAX_NETWORK_ATTEMPTS = 5
 # Kinds sent at least once: an outcome-unknown send is tried again (alerts and the daily
 # digest to the care team: a duplicate costs a glance, a lost one can cost a patient).
-AT_LEAST_ONCE = ("alert", "digest")
+AT_LEAST_ONCE = ("alert", "digest", "broadcast_progress", "broadcast_report")
 # How far ahead a reserved slot may lie before the row goes back to the queue (after a 429).
 MAX_SLOT_WAIT = timedelta(seconds=30)
 HARMLESS_400 = ("message is not modified", "query is too old", "message to edit not found")
 CHECKIN_KINDS = ("checkin", "reminder")
 # Kinds that still go to someone who withdrew: the one notice that the care team withdrew her.
 AFTER_WITHDRAWAL_KINDS = ("care_team_change",)
+# Kinds a pause holds back (other kinds, e.g. re-consent, still reach her while paused).
+PAUSE_STOPS_KINDS = (*CHECKIN_KINDS, "broadcast")
+# Why a broadcast row was skipped, stored as its last_error (read by bot.broadcasts.tally).
+SKIPPED = "Skipped: "
+# Kinds put back in the queue when their chat is not ready, instead of waiting for it: a
+# delivery to a busy chat (she is tapping through a check-in) must not hold up a broadcast's
+# deliveries to everyone else. (Progress edits are queued only once her chat is ready.)
+DEFERRABLE_KINDS = ("broadcast",)
+CHAT_DEFER_AFTER = timedelta(milliseconds=100)
 OPEN_STATUSES = (CheckInStatus.sent, CheckInStatus.partial)
 
 
@@ -87,6 +96,7 @@ class Outcome(StrEnum):
     rate_limited = "rate_limited"  # 429: queued again after retry_after
     blocked = "blocked"  # 403
     released = "released"  # not attempted (lease would run out); queued again untouched
+    deferred = "deferred"  # its chat is busy for a while: queued again, the batch goes on
     gone = "gone"  # the row was no longer ours
 
 
@@ -151,7 +161,7 @@ async def _why_not_send(
     if row.participant_id is not None:
         reason = participant_block(participant)
         # A pause stops check-ins and reminders; other kinds (e.g. re-consent) still go.
-        if reason == MissedReason.paused and row.kind not in CHECKIN_KINDS:
+        if reason == MissedReason.paused and row.kind not in PAUSE_STOPS_KINDS:
             reason = None
         if row.kind in AFTER_WITHDRAWAL_KINDS and participant is not None:
             reachable = participant.reachable and participant.chat_id is not None
@@ -266,6 +276,19 @@ async def release(*, services: Services, row_id: int, not_before: datetime) -> N
         session.add(row)
 
 
+def _skip_note(row: OutgoingMessage, participant: Participant | None) -> str | None:
+    """Returns why a broadcast row is skipped, for its report (other kinds keep no note)."""
+    if row.broadcast_id is None:
+        return None
+    if participant is None or participant.status == Lifecycle.deleted:
+        return SKIPPED + "deleted"
+    if participant.status == Lifecycle.withdrawn:
+        return SKIPPED + "withdrawn"
+    if participant.chat_id is None or not participant.reachable:
+        return SKIPPED + "unreachable"
+    return SKIPPED + "paused"
+
+
 def _finish_row(row: OutgoingMessage, state: OutboxState, error: str | None = None) -> None:
     """Ends a claimed row's attempt in one state, dropping its lease."""
     row.state = state
@@ -289,7 +312,7 @@ async def _prepare(
             await session.get(Participant, row.participant_id) if row.participant_id else None
         )
         if await _why_not_send(session, row, participant, at):
-            _finish_row(row, OutboxState.cancelled)
+            _finish_row(row, OutboxState.cancelled, _skip_note(row, participant))
             session.add(row)
             return Outcome.cancelled
         renderer = services.renderers.get(row.kind)
@@ -310,9 +333,19 @@ async def _prepare(
             session.add(failed)
             return Outcome.failed
         if rendered.skip:
-            _finish_row(row, OutboxState.cancelled)
+            reason = rendered.extra.get("skip_reason")
+            _finish_row(row, OutboxState.cancelled, SKIPPED + reason if reason else None)
             session.add(row)
             return Outcome.cancelled
+        if row.kind in DEFERRABLE_KINDS:
+            ready = await ratelimit.chat_ready_at(session, chat_id=row.chat_id)
+            if ready is not None and ready - at > CHAT_DEFER_AFTER:
+                row.state = OutboxState.queued
+                row.attempts = max(0, row.attempts - 1)
+                row.lease_until = None
+                row.not_before = max(row.not_before, ready)
+                session.add(row)
+                return Outcome.deferred
         [slot] = await ratelimit.reserve_in(
             session,
             db=services.db,

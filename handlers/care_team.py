@@ -20,7 +20,6 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 from telegram import BotCommand, BotCommandScopeChat, Update
-from telegram.constants import ChatType
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler
 
 from bot import alerts, lifecycle, roles, staff
@@ -39,19 +38,27 @@ from bot.models import (
 )
 from bot.outbox import Buttons, RenderedMessage, enqueue, payload_of
 from bot.services import Services
-from handlers.common import BotContext, msgs
+from handlers.common import BotContext
 from handlers.ui import TextRoute, Turn, turn
-from handlers.views.common import PATIENT_COMMANDS, emergency_for, unknown_command
+from handlers.views.common import PATIENT_COMMANDS, emergency_for
 from handlers.views.lifecycle import format_date
+from handlers.views.staff_gate import allowed as _allowed
+from handlers.views.staff_gate import staff_command, staff_m, staff_press
+
+
+async def _staff_command(t: Turn, work: frozenset[Role] = roles.COORDINATOR_WORK) -> bool:
+    """The staff gate (handlers/views/staff_gate.py), for the coordinators' work by default."""
+    return await staff_command(t, work)
+
+
+async def _staff_press(t: Turn, codec: Codec) -> tuple[Any, ...] | None:
+    """The staff button gate, for the coordinators' work."""
+    return await staff_press(t, codec, roles.COORDINATOR_WORK)
+
 
 ACTION_CODES = {"ack": Action.acknowledge, "con": Action.contacted}
 ACTION_CODES |= {"res": Action.resolved, "na": Action.not_actionable}
 BUTTON = Codec("al", (choice("action", *ACTION_CODES), id_part("alert")))
-
-
-def staff_m() -> Messages:
-    """Returns the care team's messages (English: staff text is operator text)."""
-    return messages("en")
 
 
 # ---------------------------------------------------------------- the alert message
@@ -310,16 +317,6 @@ def register_outbox(services: Services) -> None:
     register_team_messages(services)
 
 
-# ---------------------------------------------------------------- the role gate
-
-
-async def _allowed(t: Turn, work: frozenset[Role]) -> bool:
-    """Tells whether the person behind the update may do this work (one place: bot.roles)."""
-    return await roles.may(
-        session=t.session, settings=t.settings, telegram_user_id=t.user_id, work=work
-    )
-
-
 # ---------------------------------------------------------------- alert buttons
 
 
@@ -384,10 +381,12 @@ async def _set_menu(t: Turn, user_id: int) -> None:
 async def publish_menu(bot: Any, user_id: int, held: frozenset[Role]) -> None:
     """Shows staff their commands in their private chat (patient commands stay)."""
     texts = messages("en")
-    # Each role sees the commands it may use (researchers have none in the chat yet).
+    # Each role sees the commands it may use.
     extra: list[str] = []
     if held & roles.COORDINATOR_WORK:
-        extra += ["alerts", "participant"]
+        extra += ["alerts", "participant", "invite", "broadcast", "broadcasts"]
+    if held & roles.OVERVIEW:
+        extra += ["stats"]
     if held & roles.ADMIN_WORK:
         extra += ["grant", "revoke"]
     names = list(PATIENT_COMMANDS) + [c for c in extra if c not in PATIENT_COMMANDS]
@@ -604,43 +603,6 @@ async def _record(t: Turn, participant: Participant) -> tuple[str, Buttons | Non
     """Returns her current record for the care team."""
     view = await staff.overview(session=t.session, participant=participant)
     return participant_view(view, t.settings)
-
-
-def _in_staff_place(t: Turn) -> bool:
-    """Tells whether the update comes from a private chat or the coordinators' group."""
-    chat = t.update.effective_chat
-    if chat is None:
-        return False
-    return chat.type == ChatType.PRIVATE or chat.id == t.settings.coordinator_chat_id
-
-
-def _answer_as_unknown(t: Turn) -> None:
-    """Answers exactly as an unknown command is answered in this chat (the fallback's rule):
-    the unknown-command reply in private, nothing in the coordinators' group, and "private
-    chat only" in any other group. Nobody learns that a privileged command exists."""
-    chat = t.update.effective_chat
-    if chat is not None and chat.type == ChatType.PRIVATE:
-        t.reply.show(unknown_command(t.participant))
-    elif chat is not None and chat.id != t.settings.coordinator_chat_id:
-        t.reply.say(msgs().get("fallback.private_only"))
-
-
-async def _staff_command(t: Turn, work: frozenset[Role] = roles.COORDINATOR_WORK) -> bool:
-    """Tells whether a care-team command may run here and by this person; otherwise answers
-    as for any unknown command."""
-    if not _in_staff_place(t) or not await _allowed(t, work):
-        _answer_as_unknown(t)
-        return False
-    return True
-
-
-async def _staff_press(t: Turn, codec: Codec) -> tuple[Any, ...] | None:
-    """Returns a care-team button's fields, or None (and the expired toast) for anybody else."""
-    parsed = codec.parse(t.data)
-    if parsed is None or not _in_staff_place(t) or not await _allowed(t, roles.COORDINATOR_WORK):
-        t.reply.toast = staff_m().get("common.expired_button")  # a press changes nothing
-        return None
-    return parsed
 
 
 @turn

@@ -1,9 +1,11 @@
 """The last handlers: free text routed by what she was asked, and a helpful reply otherwise.
 
-This module owns the ONE free-text handler. Every text (and caption) is first classified by
-`bot.intent.detect`: an emergency gets her emergency number before anything else; a red flag,
-stop intent or "stop sending me messages" gets its safety reply (`handlers.views.safety`)
-after any note or question she was asked for has been saved. Otherwise what a typed message
+This module owns the ONE free-text handler. Every text (and caption) is first read by
+`bot.intent.read_text` (every rule book, and its language): an emergency gets her emergency
+number before anything else; a red flag, stop intent or "stop sending me messages" gets its
+safety reply (`handlers.views.safety`) after any note or question she was asked for has been
+saved; a question about taking the medicine, or a message in another language, gets its own
+helpful reply. Otherwise what a typed message
 means is decided by `Participant.awaiting` in the database (never by process memory), so any
 worker can route it: `services.text_routes` maps what is awaited to the flow that takes it
 (filled by the routing table in bot/app.py, so this module imports no other flow). Before all
@@ -20,18 +22,28 @@ import logging
 from telegram import Update
 from telegram.ext import BaseHandler, CallbackQueryHandler, MessageHandler, filters
 
-from bot import checkins, doctor_first, staff
+from bot import broadcasts, checkins, doctor_first, invites, staff
 from bot.awaiting import AwaitKind, awaiting
 from bot.models import Participant
 from handlers.common import BotContext, msgs
 from handlers.ui import Screen, Turn, turn
 from handlers.views.checkin import open_question
 from handlers.views.common import emergency_for, unknown_command, way_on
-from handlers.views.safety import detect, safety_reply
+from handlers.views.safety import (
+    clarify_screen,
+    detect,
+    other_language_screen,
+    outsider_screen,
+    safety_reply,
+    safety_screens,
+    usage_screen,
+)
 
 log = logging.getLogger(__name__)
 
 OPEN_CHECKIN = "open_checkin"  # the route for a typed answer to her open check-in's question
+# Signals that get "talk with your doctor first" from someone not (or no longer) in the study.
+_HEALTH_KINDS = ("red_flag", "stop_intent", "stop_intent_weak")
 
 
 async def _route(t: Turn, key: str) -> bool:
@@ -50,24 +62,34 @@ async def on_text(t: Turn) -> None:
     )
     if writing is not None and await _route(t, staff.TEXT_ROUTE):
         return
+    # A coordinator answering a step of /invite (a cohort code, a site study id) or typing a
+    # broadcast after a bare /broadcast: same rule.
+    if writing is None and await _route(t, invites.TEXT_ROUTE):
+        return
+    if writing is None and await _route(t, broadcasts.TEXT_ROUTE):
+        return
     participant = t.participant
     detection = detect(t.text, participant)
     wanted = awaiting(participant)
     kind = wanted.kind if wanted is not None else None
     start = len(t.reply.messages)
     if detection.kind == "emergency":
-        # Her emergency number comes before anything else; a note she typed is still kept.
-        screen = await safety_reply(
+        # Her emergency number comes before anything else (then any other signal's answer);
+        # a note she typed is still kept.
+        for screen in await safety_screens(
             session=t.session, participant=participant, settings=t.settings, detection=detection
-        )
-        if screen is not None:
+        ):
             t.reply.show(screen)
         if kind == AwaitKind.note:
             await _route(t, AwaitKind.note)
         _one_message_for_overlong_text(t, start)
         return
     if participant is None:
-        t.reply.say(msgs().get("fallback.not_started"))
+        # Not in the study: talk of stopping or a symptom still gets "see your doctor first".
+        if detection.kind in _HEALTH_KINDS:
+            t.reply.show(outsider_screen(None, t.settings))
+        else:
+            t.reply.say(msgs().get("fallback.not_started"))
         return
     # Red flag, stop intent (strong or weak) or unsubscribe, for someone who consented.
     signal = detection.kind != "none" and doctor_first.may_record(participant)
@@ -85,25 +107,47 @@ async def on_text(t: Turn) -> None:
         handled = await _route(t, OPEN_CHECKIN)
     if signal:
         # After her note or question is saved: the safety reply (doctor-first path and so on).
-        screen = await safety_reply(
+        screens = await safety_screens(
             session=t.session,
             participant=participant,
             settings=t.settings,
             detection=detection,
             checkin_id=checkin_id,
         )
-        if screen is not None:
-            t.reply.show(screen)
+        if screens:
+            for screen in screens:
+                t.reply.show(screen)
             _one_message_for_overlong_text(t, start)
             return
         # This check-in had its red-flag reply already (the alert is updated): she goes on
         # where she was.
         if not handled:
             handled = await _route(t, OPEN_CHECKIN)
+    # Issue 13, second reader: only when the rules found nothing, the intent model may ask one
+    # clarifying question (never a path by itself); not while she types a question to save.
+    if not signal and kind != AwaitKind.question:
+        ask = await clarify_screen(
+            session=t.session,
+            participant=participant,
+            settings=t.settings,
+            detection=detection,
+            text=t.text,
+        )
+        if ask is not None:
+            t.reply.show(ask)
+            _one_message_for_overlong_text(t, start)
+            return
     if handled:
         return
     log.debug("free text from participant %s with nothing awaited", participant.id)
-    t.reply.say(helpful_text(t, participant), way_on(participant))
+    if participant.has_left and detection.kind in _HEALTH_KINDS:
+        t.reply.show(outsider_screen(participant, t.settings))
+    elif detection.topic is not None:
+        t.reply.show(usage_screen(participant, t.settings, detection.topic))
+    elif detection.foreign:
+        t.reply.show(other_language_screen(participant, t.settings))
+    else:
+        t.reply.say(helpful_text(t, participant), way_on(participant))
 
 
 async def _checkin_of(t: Turn) -> int | None:

@@ -19,6 +19,8 @@ from bot.awaiting import Awaiting, AwaitKind, awaiting, set_awaiting
 from bot.config import Settings
 from bot.content import consent_text
 from bot.enrollment import START_PARAM, InviteProblem, find_invite, redeem
+from bot.enrolment_events import Step as EnrolmentStep
+from bot.enrolment_events import record_step
 from bot.models import OutgoingMessage, Participant
 from bot.outbox import Buttons, RenderedMessage
 from bot.participants import Step
@@ -122,8 +124,19 @@ async def _admit(
         )
         if problem is not None:
             log.info("start with an unusable invite: %s", problem)
-            reply.say(m.get(INVITE_PROBLEMS[problem]))
-            return
+            await record_step(
+                session=session,
+                step=EnrolmentStep.invite_refused,
+                pseudonym=pseudonym_for(user_id, pseudonym_key(settings)),
+                cohort_id=invite.cohort_id if invite is not None else None,
+                reason=str(problem),
+            )
+            if not settings.open_enrollment:
+                reply.say(m.get(INVITE_PROBLEMS[problem]))
+                return
+            # Open enrollment: a link that did not work does not keep her out of the study.
+            reply.say(m.get("onboarding.invite_open_instead"))
+            invite = None
     elif not settings.open_enrollment:
         reply.say(m.get("onboarding.closed"))
         return
@@ -134,6 +147,12 @@ async def _admit(
         pseudonym_key=pseudonym_key(settings),
         invite=invite,
         locale=settings.default_locale,
+    )
+    await record_step(
+        session=session,
+        step=EnrolmentStep.started,
+        pseudonym=participant.pseudonym,
+        cohort_id=participant.cohort_id,
     )
     m = msgs(participant)
     reply.say(
@@ -234,6 +253,12 @@ async def _consent_press(
             reply.say(m.get("onboarding.reconsent_later"))
         else:
             reply.say(m.get("onboarding.not_now_reply"))
+            await record_step(
+                session=session,
+                step=EnrolmentStep.consent_declined,
+                pseudonym=participant.pseudonym,
+                cohort_id=participant.cohort_id,
+            )
         return
     current = consent_text(participant.locale).version
     if len(args) != 1:

@@ -93,7 +93,7 @@ class Reply:
     # The check-in this reply moves on; if a message of it never reaches her, the check-in
     # is marked so that her next tap on it shows the question again.
     checkin_id: int | None = None
-    protect: bool = False  # set by the turn from her discreet mode
+    protect: bool = False  # set by the turn from her discreet mode, or by the handler
     slots: list[Any] = field(default_factory=list)  # send instants reserved in the turn
 
     def say(self, text: str, buttons: Buttons | None = None, *, html: bool = False) -> Reply:
@@ -239,7 +239,10 @@ async def _run_turn(handler: FlowHandler, update: Update, context: BotContext) -
             # The guard goes last: two workers handed the same update both compute, and
             # the second one's whole transaction rolls back here.
             await _claim(session, update.update_id)
-            reply.protect = current.participant is not None and current.participant.discreet
+            # Her discreet mode protects the reply; a handler may also ask for it (/export).
+            reply.protect = reply.protect or (
+                current.participant is not None and current.participant.discreet
+            )
             chat = update.effective_chat
             if chat is not None and reply.paced_calls:
                 reply.slots = await ratelimit.reserve_in(

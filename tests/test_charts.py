@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import math
-import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -28,15 +27,15 @@ from bot.images import (
     trend_figure,
 )
 from bot.models import Answer, CheckIn, CheckInStatus, Participant
+from bot.safety_scan import lock_screen_pattern
 from tests.conftest import Harness
 from tests.factories import make_active_participant
 from tests.picture_steps import ANSWERED, TWO_WEEKS, live_two_weeks
-from tests.test_content import LOCK_SCREEN_WORDS
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PHONE_WIDTH_PT = 390  # about how wide Telegram shows a photo on a phone
 MIN_PHONE_FONT_PT = 11
-LOCK_WORD = re.compile(r"\b(" + "|".join(LOCK_SCREEN_WORDS) + r")", re.IGNORECASE)
+LOCK_WORD = lock_screen_pattern("en")  # the list in content/safety/, shared with broadcasts
 
 
 # ---------------------------------------------------------------- helpers

@@ -26,13 +26,16 @@ from bot.models import (
     OutgoingMessage,
     Participant,
 )
+from bot.safety_scan import lock_screen_words
 from handlers.common import msgs
 from handlers.views import checkin as checkin_handlers
 from tests.conftest import PATIENT, START, Harness
 from tests.factories import make_active_participant
 
 OTHER = 5_000_000_002
-LOCK_SCREEN_WORDS = ("anastrozole", "letrozole", "exemestane", "cancer", "tablet", "medicine")
+# The shared lock-screen words, and for check-ins also what would tell a passer-by she is on
+# a medicine.
+LOCK_SCREEN_WORDS = (*lock_screen_words("en"), "tablet", "medicine")
 
 
 # ---------------------------------------------------------------- helpers

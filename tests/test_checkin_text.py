@@ -10,11 +10,14 @@ import yaml
 
 from bot.content import messages, questionnaire
 from bot.paths import content_dir
+from bot.safety_scan import lock_screen_words
 
 HANDLERS = Path(__file__).resolve().parents[1] / "handlers"
 # The check-in flow and the views that draw its questions and summary.
 CHECKIN_CODE = (HANDLERS / "checkin.py", HANDLERS / "views" / "checkin.py")
-LOCK_SCREEN_WORDS = ("anastrozole", "letrozole", "exemestane", "cancer", "tablet", "medicine")
+# The shared lock-screen words, and for check-ins also what would tell a passer-by she is on
+# a medicine.
+LOCK_SCREEN_WORDS = (*lock_screen_words("en"), "tablet", "medicine")
 
 
 def _defined_keys() -> set[str]:

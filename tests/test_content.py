@@ -16,30 +16,15 @@ from bot import clock
 from bot.content import consent_text, load_messages, questionnaire
 from bot.models import CheckIn, CheckInStatus, Lifecycle, OutgoingMessage, Participant
 from bot.paths import REPO_DIR, content_dir
+from bot.safety_scan import lock_screen_pattern
 from tests.conftest import PATIENT, Harness
 
 TELEGRAM_LIMIT = 4096
 SCANNED = [REPO_DIR / "bot", REPO_DIR / "handlers"]
 DYNAMIC_KEYS_FILE = content_dir() / "messages" / "dynamic_keys.yaml"
 # Words that must never be on a lock screen: what the bot starts shows before she unlocks.
-LOCK_SCREEN_WORDS = [
-    "anastrozole",
-    "letrozole",
-    "exemestane",
-    "arimidex",
-    "femara",
-    "aromasin",
-    "cancer",
-    "tumour",
-    "tumor",
-    "breast",
-    "oncology",
-    "chemo",
-    "aromatase",
-    "inhibitor",
-    "hormone",
-]
-_LOCK_WORD = re.compile(r"\b(" + "|".join(LOCK_SCREEN_WORDS) + r")", re.IGNORECASE)
+# The list lives in content/safety/lockscreen_en.yaml, shared with the broadcast check.
+_LOCK_WORD = lock_screen_pattern("en")
 
 
 def _python_files() -> Iterator[Path]:

@@ -26,7 +26,7 @@ NOT_TAPPED = {
 }
 # Walked step by step below, not one tap each from a fresh menu: the check-in and the
 # doctor-first path, whose buttons only make sense in order.
-WALKED = ("ci:", "df:")
+WALKED = ("ci:", "df:", "cq:")
 FREE_TEXT = [
     "I stopped taking my letrozole",  # stop intent: the doctor-first path
     "I have chest pain and can't breathe",  # emergency

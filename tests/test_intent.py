@@ -12,7 +12,7 @@ import yaml
 from bot.intent import PRECEDENCE, detect, normalise, read_text, rulebook
 
 LABELLED = Path(__file__).parent / "data" / "intent_labelled_en.yaml"
-SECTIONS = ("messages", "heldout", "heldout_2", "heldout_3", "heldout_4")
+SECTIONS = ("messages", "heldout", "heldout_2", "heldout_3", "heldout_4", "heldout_5")
 CLASSES = (*PRECEDENCE, "none")
 
 
@@ -36,7 +36,8 @@ def _ratio(num: int, den: int) -> float:
 
 @pytest.fixture(scope="module")
 def results() -> list[tuple[str, str]]:
-    return [(m["label"], detect(m["text"]).kind) for m in _labelled()]
+    # Read as the handlers read (every rule book): round 5 mixes Spanish, German and French in.
+    return [(m["label"], read_text(m["text"]).kind) for m in _labelled()]
 
 
 def test_labelled_set_is_large_and_uses_known_labels() -> None:
@@ -77,7 +78,7 @@ def test_every_labelled_message_is_classified_as_labelled(results: list[tuple[st
 
 def test_lower_signals_of_mixed_messages_are_also_seen() -> None:
     for m in _labelled():
-        found = detect(m["text"])
+        found = read_text(m["text"])
         for extra in m.get("also", []):
             assert extra in found.signals, (m["text"], extra, found)
 
@@ -230,5 +231,9 @@ def test_the_language_identifier_tells_english_from_its_neighbours() -> None:
 def test_every_english_labelled_message_reads_as_english() -> None:
     from bot.langid import identify
 
-    odd = [m["text"] for m in _labelled() if identify(m["text"]) not in ("en", "")]
-    assert len(odd) <= len(_labelled()) // 100, odd
+    # Not round 5: it mixes other languages in on purpose (and thanks in Spanish or French
+    # rightly gets the "I read English" reply).
+    data = yaml.safe_load(LABELLED.read_text(encoding="utf-8"))
+    english = [m for section in SECTIONS if section != "heldout_5" for m in data[section]]
+    odd = [m["text"] for m in english if identify(m["text"]) not in ("en", "")]
+    assert len(odd) <= len(english) // 100, odd

@@ -28,6 +28,7 @@ from bot.models import (
 )
 from bot.outbox import enqueue
 from bot.participants import parse_local_time
+from bot.safety_scan import lock_screen_words
 from tests.conftest import PATIENT, START, Harness, make_harness
 from tests.factories import make_active_participant
 from tests.onboarding_steps import (
@@ -41,7 +42,9 @@ from tests.onboarding_steps import (
     reach_time_question,
 )
 
-LOCK_SCREEN_WORDS = ("anastrozole", "letrozole", "exemestane", "cancer", "tablet", "medicine")
+# The shared lock-screen words, and for check-ins also what would tell a passer-by she is on
+# a medicine.
+LOCK_SCREEN_WORDS = (*lock_screen_words("en"), "tablet", "medicine")
 
 
 @pytest.fixture

@@ -64,7 +64,8 @@ def _flatten(prefix: str, node: Any, out: list[Text]) -> None:
 
 
 # Text for the people who run the bot (terminal output), not for participants.
-OPERATOR_FILES = {"cli", "care_team"}  # read by the people who run the bot and the study
+# Read by the people who run the bot and the study.
+OPERATOR_FILES = {"cli", "care_team", "invites", "stats"}
 
 
 def message_files() -> list[Path]:

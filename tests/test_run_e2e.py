@@ -36,6 +36,7 @@ from bot.models import (
     Participant,
     Schedule,
 )
+from bot.safety_scan import lock_screen_words
 
 TOKEN = "123456:AAE-e2e_token"
 PATIENT = 5_000_000_777
@@ -244,20 +245,8 @@ MIN_LEAD = 10.0  # ... at least (three replies, then dispatcher ticks before it 
 ON_TIME = 30.0  # the check-in must arrive within this many seconds of its due time
 STEP_TIMEOUT = 15.0  # one reply to one tap or message
 JOURNEY_TIMEOUT = 240.0  # ~30 s normally; more when she types late or must wait out midnight
-LOCK_SCREEN_WORDS = (
-    "anastrozole",
-    "letrozole",
-    "exemestane",
-    "femara",
-    "arimidex",
-    "aromasin",
-    "cancer",
-    "tumour",
-    "breast",
-    "tablet",
-    "medicine",
-    "pain",
-)
+# The shared lock-screen words, plus what would tell a passer-by she is on a medicine.
+LOCK_SCREEN_WORDS = (*lock_screen_words("en"), "tablet", "medicine", "pain")
 
 
 def pick_checkin_time(
