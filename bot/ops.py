@@ -65,8 +65,10 @@ SEND_OUTCOMES = (
     "rate_limited",
     "retry",
     "cancelled",
-    # bot.sender.Outcome has these two as well: a row handed back untouched, or no longer ours.
+    # bot.sender.Outcome has these as well: a row handed back untouched, one put back because
+    # its chat is busy (a broadcast goes on with the others), or one no longer ours.
     "released",
+    "deferred",
     "gone",
 )
 REPLY_OUTCOMES = ("delivered", "given_up")

@@ -375,10 +375,12 @@ def code_of(code: str) -> str:
 async def _set_menu(t: Turn, user_id: int) -> None:
     """Updates her command menu at once (setMyCommands sends no message, so it is not paced)."""
     held = await roles.roles_of(session=t.session, settings=t.settings, telegram_user_id=user_id)
-    await publish_menu(t.context.bot, user_id, held)
+    await publish_menu(t.context.bot, user_id, held, exports=t.settings.telegram_export_enabled)
 
 
-async def publish_menu(bot: Any, user_id: int, held: frozenset[Role]) -> None:
+async def publish_menu(
+    bot: Any, user_id: int, held: frozenset[Role], *, exports: bool = False
+) -> None:
     """Shows staff their commands in their private chat (patient commands stay)."""
     texts = messages("en")
     # Each role sees the commands it may use.
@@ -387,6 +389,8 @@ async def publish_menu(bot: Any, user_id: int, held: frozenset[Role]) -> None:
         extra += ["alerts", "participant", "invite", "broadcast", "broadcasts"]
     if held & roles.OVERVIEW:
         extra += ["stats"]
+    if exports and held & roles.RESEARCH_WORK:  # /export only when it is turned on
+        extra += ["export"]
     if held & roles.ADMIN_WORK:
         extra += ["grant", "revoke"]
     names = list(PATIENT_COMMANDS) + [c for c in extra if c not in PATIENT_COMMANDS]
@@ -445,8 +449,9 @@ async def publish_staff_menus(bot: Any, services: Services) -> None:
     """Publishes every staff member's command menu (at start-up)."""
     async with services.db.session() as session:
         everyone = await roles.staff_ids(session=session, settings=services.settings)
+    exports = services.settings.telegram_export_enabled
     for user_id, held in everyone.items():
-        await publish_menu(bot, user_id, held)
+        await publish_menu(bot, user_id, held, exports=exports)
 
 
 # ---------------------------------------------------------------- /alerts, /participant

@@ -341,3 +341,31 @@ async def test_staff_menus_show_invite_to_coordinators_and_stats_to_researchers_
             menus[int(scope["chat_id"])] = [c["command"] for c in call["commands"]]
     assert {"invite", "stats", "alerts"} <= set(menus[NURSE])
     assert "stats" in menus[RESEARCHER] and "invite" not in menus[RESEARCHER]
+
+
+async def test_researchers_see_export_in_their_menu_only_when_telegram_exports_are_on(
+    closed: Harness, tmp_path: Path
+) -> None:
+    """A menu entry that only answers "turned off" would be a dead end."""
+
+    def menus(h: Harness) -> dict[int, list[str]]:
+        found: dict[int, list[str]] = {}
+        for call in h.fake.calls_to("setMyCommands"):
+            scope = call.get("scope") or {}
+            if scope.get("type") == "chat":
+                found[int(scope["chat_id"])] = [c["command"] for c in call["commands"]]
+        return found
+
+    assert "export" not in menus(closed)[RESEARCHER]
+    h = await make_harness(
+        f"sqlite:///{tmp_path / 'on.db'}",
+        researcher_ids=[RESEARCHER],
+        coordinator_ids=[NURSE],
+        telegram_export_enabled=True,
+    )
+    try:
+        assert "export" in menus(h)[RESEARCHER]
+        assert "export" not in menus(h)[NURSE]
+    finally:
+        await h.app.shutdown()
+        await h.db.dispose()

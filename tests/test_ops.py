@@ -334,3 +334,11 @@ def test_health_server_settings_are_read_from_the_environment(
 def test_health_port_outside_the_tcp_range_is_refused(port: int) -> None:
     with pytest.raises(ValidationError, match="health_port"):
         make_settings("sqlite:///:memory:", health_port=port)
+
+
+def test_every_send_outcome_has_its_own_metric_label() -> None:
+    """A new sender outcome must not vanish into "other" on the dashboard."""
+    from bot.ops import SEND_OUTCOMES
+    from bot.sender import Outcome
+
+    assert {outcome.value for outcome in Outcome} <= set(SEND_OUTCOMES)
