@@ -437,7 +437,7 @@ async def _uncertain_checkin(h: Harness, *, delivered: bool) -> Participant:
     """Makes her 09:05 check-in's send time out (delivered or not) and returns her."""
     p = await add_participant(h.db, uid=PATIENT, local_time="09:05")
     h.fake.timeout_next("sendMessage", delivered=delivered)
-    await run_for(h, timedelta(minutes=6), every=10)
+    await run_for(h, timedelta(minutes=6), every=30)
     [row] = await outbox(h.db, kind="checkin")
     assert (row.state, row.uncertain) == (OutboxState.uncertain, True)
     return p
@@ -445,7 +445,7 @@ async def _uncertain_checkin(h: Harness, *, delivered: bool) -> Participant:
 
 async def test_an_uncertain_checkin_is_sent_once_more_if_she_has_not_answered(h: Harness) -> None:
     await _uncertain_checkin(h, delivered=False)
-    await run_for(h, timedelta(minutes=12), every=10)
+    await run_for(h, timedelta(minutes=12), every=30)
     assert len(h.fake.chat(PATIENT)) == 1  # the second try arrived
     [row] = await outbox(h.db, kind="checkin")
     assert (row.state, row.attempts) == (OutboxState.sent, 2)
@@ -461,7 +461,7 @@ async def test_an_uncertain_checkin_she_already_answered_is_not_sent_again(h: Ha
         await checkins.record_answer(
             session=session, checkin=fresh, item_code="took_med", value="yes", update_id=1
         )
-    await run_for(h, timedelta(minutes=12), every=10)
+    await run_for(h, timedelta(minutes=12), every=30)
     assert h.fake.chat(PATIENT) == [message]
 
 
@@ -470,7 +470,7 @@ async def test_a_checkin_uncertain_twice_is_left_alone_and_missed_as_delivery_un
 ) -> None:
     p = await _uncertain_checkin(h, delivered=True)
     h.fake.timeout_next("sendMessage", delivered=True)
-    await run_for(h, timedelta(hours=7), every=60)
+    await run_for(h, timedelta(hours=7), every=300)  # the re-send waits 10 minutes; the window closes at 6 h
     assert len(h.fake.calls_to("sendMessage")) == 2  # never a third time
     [checkin, *_] = await checkins_of(h.db, p.id or 0)
     assert (checkin.status, checkin.missed_reason) == (
