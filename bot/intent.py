@@ -287,7 +287,8 @@ def _others_regex(cues: Iterable[object]) -> re.Pattern[str] | None:
     # Also the second verb of the same subject: "my friend fell and (could not get up)".
     return re.compile(
         found.pattern
-        + r"(?: (?:has|had|have|just|also|was|is|did|then|a|an|got|caught|been|getting|running))*"
+        + r"(?: (?:has|had|have|just|also|was|is|did|then|a|an|got|caught|been|getting"
+        + r"|having|running))*"
         + r"(?:(?: (?!(?:i|me|my|and)\b)\S+){0,3} and)?"
         + r"\s*$"
     )
@@ -670,8 +671,8 @@ def detect(text: str, locale: str = DEFAULT_LOCALE) -> Detection:
 
 
 # Rule books read on every message besides her own locale's: Spanish (the next locale) and
-# German and French stop / unsubscribe phrases mixed into English.
-ALSO_READ: tuple[str, ...] = ("es", "de", "fr")
+# German, French and Italian stop / unsubscribe phrases mixed into English.
+ALSO_READ: tuple[str, ...] = ("es", "de", "fr", "it")
 
 
 def read_text(text: str, locale: str = DEFAULT_LOCALE) -> Detection:

@@ -12,7 +12,7 @@ metadata.
 Thresholds (one per clarifying question: symptom, stop, fewer messages) are chosen on two
 kinds of evidence only, never on a round that is reported afterwards as a first score:
 - 5-fold cross-validation over the whole labelled file, with the current rules first;
-- replays of the earlier blind rounds heldout_2, heldout_3 and heldout_4: the rules as they
+- replays of the earlier blind rounds heldout_2 to heldout_6: the rules as they
   were before each round (read from git history), a model trained only on the sections that
   existed then, and the model's extra calls counted on the messages those rules missed.
 """
@@ -45,13 +45,14 @@ from bot.paths import REPO_DIR
 
 LABELLED = REPO_DIR / "tests" / "data" / "intent_labelled_en.yaml"
 OUT = REPO_DIR / "content" / "safety" / "intent_model_en.json"
-SECTIONS = ("messages", "heldout", "heldout_2", "heldout_3", "heldout_4", "heldout_5")
+SECTIONS = ("messages", "heldout", "heldout_2", "heldout_3", "heldout_4", "heldout_5", "heldout_6")
 # Commits whose PARENT holds the rules as they were when each blind round was written.
 ROUND_COMMITS = {
     "heldout_2": "736a869",
     "heldout_3": "a468958",
     "heldout_4": "c21527c",
     "heldout_5": "2d47e28",
+    "heldout_6": "e076b16",
 }
 
 NGRAMS = (2, 5)
@@ -67,6 +68,10 @@ FLOORS = (0.2, 0.15, 0.1, 0.08, 0.05)
 # ask at most this share of neutral messages and are right at least this often.
 MAX_NEUTRAL_ASK = 0.05
 MIN_PRECISION = 0.75
+# The whole budget for neutral messages: flagged by the rules (as they were before each round)
+# or asked a question by the model, on the replays pooled. A per-question threshold is only
+# lowered within it.
+MAX_NEUTRAL_TOTAL = 0.10
 
 
 @dataclass
@@ -217,10 +222,16 @@ Setting = tuple[float, float]  # (threshold, emergency floor)
 SETTINGS: tuple[Setting, ...] = tuple((t, f) for t in GRID for f in FLOORS)
 
 
-def asked(scores: dict[str, float], setting: Setting) -> str | None:
-    """Returns the question the model would ask (as `IntentModel.suspect` does), or None."""
+def asked(
+    scores: dict[str, float], setting: Setting, bars: dict[str, float] | None = None
+) -> str | None:
+    """Returns the question the model would ask (as `IntentModel.suspect` does), or None.
+
+    `bars` gives each question its own threshold (else the setting's one for all).
+    """
     threshold, floor = setting
-    group = next((g for g in GROUP_ORDER if scores[g] >= threshold), None)
+    bar = bars or {g: threshold for g in GROUP_ORDER}
+    group = next((g for g in GROUP_ORDER if scores[g] >= bar[g]), None)
     if group is not None and scores["emergency"] >= floor:
         return "symptom"
     return group
@@ -268,8 +279,15 @@ class Extra:
         }
 
 
-def cross_validate(messages: list[dict[str, str]]) -> dict[Setting, Extra]:
-    """5-fold CV over the whole file with the current rules first; one tally per threshold."""
+# One scored message: its label, what the rules called it, and the model's question scores.
+Row = tuple[str, str, dict[str, float]]
+
+
+def cross_validate(messages: list[dict[str, str]], rows: list[Row]) -> dict[Setting, Extra]:
+    """5-fold CV over the whole file with the current rules first; one tally per threshold.
+
+    Appends every scored message to `rows` (for the per-question thresholds).
+    """
     texts = [m["text"] for m in messages]
     labels = [m["label"] for m in messages]
     calls = [current_rules(t) for t in texts]
@@ -282,14 +300,20 @@ def cross_validate(messages: list[dict[str, str]]) -> dict[Setting, Extra]:
         predicted = model.classifier.classes_[model.proba([texts[i] for i in test]).argmax(1)]
         correct += sum(int(p == labels[i]) for p, i in zip(predicted, test, strict=True))
         for i, s in zip(test, scores, strict=True):
+            rows.append((labels[i], calls[i], s))
             for t in SETTINGS:
                 tallies[t].add(labels[i], calls[i], asked(s, t))
     print(f"cross-validated accuracy of the model alone: {correct / len(texts):.3f}")
     return tallies
 
 
-def replay(sections: dict[str, list[dict[str, str]]]) -> dict[str, dict[Setting, Extra]]:
-    """Replays each earlier blind round with the rules and data that existed before it."""
+def replay(
+    sections: dict[str, list[dict[str, str]]], rows: list[Row]
+) -> dict[str, dict[Setting, Extra]]:
+    """Replays each earlier blind round with the rules and data that existed before it.
+
+    Appends every scored message to `rows` (for the per-question thresholds).
+    """
     out: dict[str, dict[Setting, Extra]] = {}
     for round_name, commit in ROUND_COMMITS.items():
         rules = old_rules(commit)
@@ -304,6 +328,7 @@ def replay(sections: dict[str, list[dict[str, str]]]) -> dict[str, dict[Setting,
         tallies = {t: Extra() for t in SETTINGS}
         for m, s in zip(test, scores, strict=True):
             call = rules(m["text"])
+            rows.append((m["label"], call, s))
             for t in SETTINGS:
                 tallies[t].add(m["label"], call, asked(s, t))
         out[round_name] = tallies
@@ -330,6 +355,67 @@ def choose(pooled: dict[Setting, Extra], replayed: dict[Setting, Extra]) -> Sett
     return SETTINGS[-1]
 
 
+def tally(rows: Sequence[Row], setting: Setting, bars: dict[str, float]) -> Extra:
+    """Counts the model's extra calls on `rows` with one threshold per question."""
+    out = Extra()
+    for label, call, scores in rows:
+        out.add(label, call, asked(scores, setting, bars))
+    return out
+
+
+def question_precision(
+    rows: Sequence[Row], setting: Setting, bars: dict[str, float], q: str
+) -> float:
+    """Returns how often question `q`, asked on messages the rules missed, was the right one."""
+    right = total = 0
+    for label, call, scores in rows:
+        if call != "none" or asked(scores, setting, bars) != q:
+            continue
+        total += 1
+        right += int(label != "none" and GROUP_OF[label] == q)
+    return right / total if total else 1.0
+
+
+def neutral_flagged(rows: Sequence[Row], setting: Setting, bars: dict[str, float]) -> float:
+    """Returns the share of neutral messages the rules flagged or the model asked about."""
+    neutral = [(call, scores) for label, call, scores in rows if label == "none"]
+    flagged = sum(
+        1
+        for call, scores in neutral
+        if call not in ("none", "handled") or (call == "none" and asked(scores, setting, bars))
+    )
+    return flagged / len(neutral) if neutral else 0.0
+
+
+def per_question(
+    setting: Setting, every: Sequence[Row], replayed: Sequence[Row]
+) -> dict[str, float]:
+    """Lowers each question's threshold on its own, in question order, as far as the limits hold.
+
+    The limits are the shared ones (pooled neutral-ask rate, replay precision, no emergency
+    asked about stopping) plus the question's own replay precision: a question that is
+    lowered must still be right at least `MIN_PRECISION` of the time.
+    """
+    threshold, _ = setting
+    bars: dict[str, float] = {g: threshold for g in GROUP_ORDER}
+    for group in GROUP_ORDER:
+        for candidate in (x for x in GRID if x < threshold):
+            trial: dict[str, float] = {**bars, group: candidate}
+            pooled = tally(every, setting, trial).figures()
+            replay_figures = tally(replayed, setting, trial).figures()
+            if (
+                pooled["neutral_ask_rate"] is not None
+                and pooled["neutral_ask_rate"] <= MAX_NEUTRAL_ASK
+                and (replay_figures["precision"] or 0) >= MIN_PRECISION
+                and pooled["emergency_to_stop"] == 0
+                and question_precision(replayed, setting, trial, group) >= MIN_PRECISION
+                and neutral_flagged(replayed, setting, trial) <= MAX_NEUTRAL_TOTAL
+            ):
+                bars[group] = candidate
+                break
+    return bars
+
+
 def pool(*tallies: dict[Setting, Extra]) -> dict[Setting, Extra]:
     """Adds several tallies threshold by threshold."""
     out = {t: Extra() for t in SETTINGS}
@@ -349,8 +435,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     sections = load_sections()
     everything = [m for name in SECTIONS for m in sections[name]]
-    cv = cross_validate(everything)
-    replays = replay(sections)
+    cv_rows: list[Row] = []
+    replay_rows: list[Row] = []
+    cv = cross_validate(everything, cv_rows)
+    replays = replay(sections, replay_rows)
     pooled = pool(cv, *replays.values())
     replayed = pool(*replays.values())
     print("threshold floor  asked right neutral_asked/neutral caught/missed emergency->stop")
@@ -365,7 +453,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     setting = choose(pooled, replayed)
     threshold, floor = setting
     print(f"chosen: threshold {threshold}, emergency floor {floor}")
-    thresholds: dict[str, float] = {g: threshold for g in GROUP_ORDER}
+    shared: dict[str, float] = {g: threshold for g in GROUP_ORDER}
+    bars = per_question(setting, cv_rows + replay_rows, replay_rows)
+    print(f"per question: {bars}")
+    thresholds: dict[str, float] = dict(bars)
     thresholds["emergency_floor"] = floor
     model = fit([m["text"] for m in everything], [m["label"] for m in everything])
     meta = {
@@ -384,6 +475,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "replays": {name: tally[setting].figures() for name, tally in replays.items()},
         "pooled": pooled[setting].figures(),
         "replays_pooled": replayed[setting].figures(),
+        "per_question": {
+            "rule": (
+                "then each question's threshold lowered on its own, in the order "
+                f"{GROUP_ORDER}, while the same limits hold and that question is right at "
+                f"least {MIN_PRECISION:.0%} of the time on the replays, and the rules and "
+                f"model together flag at most {MAX_NEUTRAL_TOTAL:.0%} of the replays' "
+                "neutral messages"
+            ),
+            "neutral_flagged_on_replays": {
+                "shared": round(neutral_flagged(replay_rows, setting, shared), 3),
+                "per_question": round(neutral_flagged(replay_rows, setting, bars), 3),
+            },
+            "pooled": tally(cv_rows + replay_rows, setting, bars).figures(),
+            "replays_pooled": tally(replay_rows, setting, bars).figures(),
+        },
     }
     data = export(model, thresholds, meta)
     print(json.dumps(meta["replays"], indent=1))
