@@ -7,17 +7,18 @@ Three measurements, each the best of --repeat runs, each run in a child process 
    table as it is (Debian's `sqlite3` package; `apt-get install sqlite3` if it is missing).
 2. the long `answers` file as `adherence-bot export` writes it: joined to its check-in,
    filtered (no drafts, no free text, deleted participants out), export pseudonyms, option
-   labels, ISO 8601 UTC times, streamed with `yield_per`.
+   labels, ISO 8601 UTC times; on SQLite each line is made by one printf() in SQL and
+   fetched as bytes, 5,000 lines at a time.
 3. the whole export (`run_export`, CSV): every file, the dictionaries, codebook and manifest.
-4. the same in Parquet (needs pyarrow; pyarrow imports pandas when it is installed, as in
-   the dev environment, which adds about 50 MB to the peak).
+4. the same in Parquet (needs pyarrow; the writer keeps pyarrow from importing pandas).
 
 The database: --participants participants, each with daily check-ins, each check-in with
 six answers (one of them a free-text note, left out of the export, a few corrected), made
 with `executemany` straight into SQLite in the shape the models define.
 
-    .venv/bin/python bench/export_bench.py                      # 1,000,000 answers, ~2 min
-    .venv/bin/python bench/export_bench.py --answers 10000000   # flat memory check, ~20 min
+    .venv/bin/python bench/export_bench.py --json /tmp/export.json   # 1,000,000 answers, ~2 min
+    .venv/bin/python bench/export_bench.py --answers 10000000 --participants 5000 --repeat 1
+                                                # flat memory check, ~15 min
 """
 
 from __future__ import annotations
@@ -185,7 +186,7 @@ def child(kind: str, db: Path, out: Path) -> None:
 
         from bot.export.rows import Filters, Source
         from bot.export.schema import ANSWERS
-        from bot.export.writers import write_csv, write_csv_lines
+        from bot.export.writers import write_csv, write_csv_chunks
 
         engine = sa.create_engine(f"sqlite:///{db}")
         began = time.perf_counter()
@@ -193,9 +194,9 @@ def child(kind: str, db: Path, out: Path) -> None:
             source = Source(conn=conn, key=KEY, filters=Filters())
             source.load_people()
             # As `run_export` writes it: lines made by SQLite where it can, else rows.
-            lines = source.answers_csv_lines()
-            if lines is not None:
-                rows = write_csv_lines(out, ANSWERS, lines)
+            chunks = source.answers_csv_chunks()
+            if chunks is not None:
+                rows = write_csv_chunks(out, ANSWERS, chunks)
             else:
                 rows = write_csv(out, ANSWERS, source.answers())
         engine.dispose()
@@ -261,6 +262,10 @@ def main() -> None:
     parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--json", default=None, help="also write the figures here")
     args = parser.parse_args()
+    if args.child == "build":
+        counts = build_database(Path(args.database), args.answers, args.participants)
+        print(json.dumps(counts))
+        return
     if args.child:
         child(args.child, Path(args.database), Path(args.out))
         return
@@ -270,8 +275,13 @@ def main() -> None:
     db = Path(args.database) if args.database else work / "bench.db"
     try:
         if not db.exists():
+            # In a child too: a child's peak RSS starts from its parent's (Linux keeps the
+            # high-water mark through fork and exec), so this process must stay small.
             began = time.perf_counter()
-            counts = build_database(db, args.answers, args.participants)
+            command = [sys.executable, __file__, "--child", "build", "--database", str(db)]
+            command += ["--answers", str(args.answers), "--participants", str(args.participants)]
+            built = subprocess.run(command, stdout=subprocess.PIPE, check=True)
+            counts = json.loads(built.stdout)
             print(f"built {db} in {time.perf_counter() - began:.0f} s: {counts}", flush=True)
         version = subprocess.run(["sqlite3", "--version"], capture_output=True, text=True)
         results = {

@@ -48,7 +48,7 @@ from bot.export.writers import (
     parquet_available,
     sha256_of,
     write_csv,
-    write_csv_lines,
+    write_csv_chunks,
 )
 from bot.models import Cohort, Role, StaffRole
 from bot.roles import seeded_roles, staff_code
@@ -280,11 +280,11 @@ def _write_all(settings: Settings, options: ExportOptions, key: str, folder: Pat
                 producers.append((by_name["notes"], source.notes))
             for spec, produce in producers:
                 name = f"{spec.name}.{ext}"
-                lines = None
+                chunks = None
                 if spec.name == ANSWERS.name and options.format == "csv":
-                    lines = source.answers_csv_lines()  # SQLite: lines made in SQL
-                if lines is not None:
-                    counts[spec.name] = write_csv_lines(folder / name, spec, lines)
+                    chunks = source.answers_csv_chunks()  # SQLite: lines made in SQL
+                if chunks is not None:
+                    counts[spec.name] = write_csv_chunks(folder / name, spec, chunks)
                 else:
                     counts[spec.name] = write(folder / name, spec, produce())
                 files[spec.name] = name

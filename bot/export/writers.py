@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import importlib.abc
+import io
 import itertools
 import json
 import operator
-from collections.abc import Callable, Iterable
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -21,7 +26,10 @@ from bot.export.schema import ColType, FileSpec
 
 FORMATS = ("csv", "jsonl", "parquet")
 EXTENSIONS = {"csv": "csv", "jsonl": "jsonl", "parquet": "parquet"}
-PARQUET_BATCH = 10_000
+# Rows held in Python at a time (bounds the peak, see docs/benchmarks.md), and rows per
+# Parquet row group (a multiple of it: Arrow's columns are far more compact than rows).
+PARQUET_BATCH = 5_000
+PARQUET_ROW_GROUP = 20_000
 
 
 class ParquetMissing(Exception):
@@ -78,13 +86,18 @@ def write_csv(
     return next(counter)
 
 
-def write_csv_lines(path: Path, spec: FileSpec, lines: Iterable[str]) -> int:
-    """Writes a CSV file whose lines are made already (`Source.answers_csv_lines`)."""
-    counter = itertools.count()
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        csv.writer(handle, lineterminator="\n").writerow(spec.header)
-        handle.writelines(map(operator.itemgetter(0), zip(lines, counter, strict=False)))
-    return next(counter)
+def write_csv_chunks(path: Path, spec: FileSpec, chunks: Iterable[tuple[bytes, int]]) -> int:
+    """Writes a CSV file from UTF-8 lines made already, a batch at a time
+    (`Source.answers_csv_chunks`: (bytes, line count)); returns the row count."""
+    header = io.StringIO()
+    csv.writer(header, lineterminator="\n").writerow(spec.header)
+    count = 0
+    with path.open("wb") as handle:
+        handle.write(header.getvalue().encode("utf-8"))
+        for chunk, lines in chunks:
+            handle.write(chunk)
+            count += lines
+    return count
 
 
 def _json_default(value: object) -> str:
@@ -169,11 +182,14 @@ def _batch(spec: FileSpec, schema: Any, rows: list[tuple[Any, ...]]) -> Any:
     import pyarrow as pa
 
     arrays = []
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(spec.columns)
     for i, column in enumerate(spec.columns):
-        values = [r[i] for r in rows]
+        values = columns[i]
         if column.type == ColType.category:
             arrays.append(pa.array(values, type=pa.string()).dictionary_encode())
-        elif column.type == ColType.timestamp and any(isinstance(v, str) for v in values):
+        elif column.type == ColType.timestamp and isinstance(
+            next((v for v in values if v is not None), None), str
+        ):
             # ISO 8601 text read straight from SQLite: Arrow parses it in C.
             arrays.append(pa.array(values, type=pa.string()).cast(schema.field(i).type))
         else:
@@ -181,30 +197,78 @@ def _batch(spec: FileSpec, schema: Any, rows: list[tuple[Any, ...]]) -> Any:
     return pa.record_batch(arrays, schema=schema)
 
 
-def write_parquet(path: Path, spec: FileSpec, rows: Iterable[tuple[Any, ...]]) -> int:
-    """Writes Parquet in batches (flat memory), with real types; needs pyarrow."""
+class _RefusePandas(importlib.abc.MetaPathFinder):
+    """Makes `import pandas` fail (see `_without_pandas`)."""
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname == "pandas" or fullname.startswith("pandas."):
+            raise ImportError("pandas is not needed to write Parquet")
+        return None
+
+
+@contextmanager
+def _without_pandas() -> Iterator[None]:
+    """Keeps pyarrow from importing pandas while it builds arrays from Python lists.
+
+    pyarrow's first `pa.array(list)` imports pandas (about 50 MB) only to ask whether the
+    list is a pandas object; the export never hands it one, and its pandas metadata is
+    written by hand (`_pandas_metadata`). When the import fails, pyarrow notes "no pandas"
+    for that question and imports pandas later as soon as something really needs it
+    (`to_pandas`, `pandas.read_parquet`), so nothing else in the process changes.
+    """
+    if "pandas" in sys.modules:
+        yield
+        return
+    finder = _RefusePandas()
+    sys.meta_path.insert(0, finder)
     try:
-        import pyarrow.parquet as pq
-    except ImportError as exc:
-        raise ParquetMissing from exc
+        yield
+    finally:
+        sys.meta_path.remove(finder)
+
+
+def write_parquet(path: Path, spec: FileSpec, rows: Iterable[tuple[Any, ...]]) -> int:
+    """Writes Parquet in batches (flat memory), with real types; needs pyarrow.
+
+    Rows become Arrow columns `PARQUET_BATCH` at a time (Python holds no more rows than
+    that); the compact Arrow batches are written together, one row group per
+    `PARQUET_ROW_GROUP` rows, so the file compresses as well as with bigger batches.
+    Values, types and pandas dtypes are those of one row group per batch.
+    """
+    if not parquet_available():
+        raise ParquetMissing
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     schema = arrow_schema(spec)
     count = 0
-    buffer: list[tuple[Any, ...]] = []
-    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
-        for row in rows:
-            buffer.append(row)
-            if len(buffer) >= PARQUET_BATCH:
-                writer.write_batch(_batch(spec, schema, buffer))
-                count += len(buffer)
-                buffer = []
-        if buffer or count == 0:
-            writer.write_batch(_batch(spec, schema, buffer))
-            count += len(buffer)
+    stream = iter(rows)
+    pending: list[Any] = []
+    with _without_pandas(), pq.ParquetWriter(path, schema, compression="zstd") as writer:
+
+        def flush() -> None:
+            table = pa.Table.from_batches(pending, schema=schema).unify_dictionaries()
+            writer.write_table(table, row_group_size=max(table.num_rows, 1))
+            pending.clear()
+
+        while batch := list(itertools.islice(stream, PARQUET_BATCH)):
+            pending.append(_batch(spec, schema, batch))
+            count += len(batch)
+            if count % PARQUET_ROW_GROUP == 0:
+                flush()
+        if count == 0:
+            pending.append(_batch(spec, schema, []))  # an empty file still has its schema
+        if pending:
+            flush()
     return count
 
 
 def parquet_available() -> bool:
-    """Tells whether pyarrow can be imported."""
+    """Tells whether pyarrow can be imported (and imports it, with the C allocator)."""
+    # Arrow's default allocator (mimalloc) keeps ~18 MB of arenas for the life of the
+    # process; the C library's gives freed batches back. Read once, when Arrow first
+    # allocates: the export imports pyarrow here first. An operator's own choice wins.
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     try:
         import pyarrow.parquet  # noqa: F401
     except ImportError:
