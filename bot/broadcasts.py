@@ -93,7 +93,7 @@ def check_text(text: str, locale: str = DEFAULT_LOCALE) -> str:
         raise BroadcastError("empty")
     if len(text) > MAX_TEXT_CHARS:
         raise BroadcastError("too_long", str(len(text)))
-    findings = scan(text, locale)
+    findings = scan(text, locale, broadcast=True)
     if findings:
         sentences = dict.fromkeys(f.sentence for f in findings)
         raise BroadcastError("advice", "\n".join(sentences))

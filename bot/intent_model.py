@@ -67,6 +67,13 @@ def char_wb_ngrams(text: str, low: int, high: int) -> list[str]:
     return grams
 
 
+# When the model's emergency probability alone reaches this, it asks the symptom question
+# whatever the per-question bars say: a silent miss of an emergency costs far more than one
+# question too many. Chosen as "emergency is at least as likely as everything else together",
+# not tuned on a blind round.
+EMERGENCY_ASK = 0.5
+
+
 @dataclass(frozen=True)
 class Suspicion:
     """What the model alone suspects in a message: codes and a score, never the text."""
@@ -140,6 +147,12 @@ class IntentModel:
     def suspect(self, text: str) -> Suspicion | None:
         """Returns the first question (symptom, stop, fewer) whose probability passes its bar."""
         probs = self.probabilities(text)
+        emergency = probs.get("emergency", 0.0)
+        if emergency >= self.thresholds.get("emergency_ask", EMERGENCY_ASK):
+            # An emergency is the model's likeliest reading: ask about a symptom (the question
+            # names her emergency number) even when no question's own bar is passed.
+            symptom = sum(p for c, p in probs.items() if GROUP_OF.get(c) == "symptom")
+            return Suspicion("symptom", "emergency", round(symptom, 3), self.version)
         for group in GROUP_ORDER:
             members = [c for c in self.classes if GROUP_OF.get(c) == group]
             score = sum(probs[c] for c in members)

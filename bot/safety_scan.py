@@ -65,6 +65,8 @@ class ScanBook:
     rules: tuple[Rule, ...]
     negations: dict[str, NegationProfile]
     doctor_frames: tuple[re.Pattern[str], ...]
+    # Stricter rules for text sent to many patients at once, where "it" is always her medicine.
+    broadcast_rules: tuple[Rule, ...] = ()
 
 
 @lru_cache(maxsize=8)
@@ -81,6 +83,7 @@ def scanbook(locale: str = DEFAULT_LOCALE) -> ScanBook:
         rules=parse_rules(raw.get("rules", []), groups),
         negations=parse_negations(raw.get("negation", {})),
         doctor_frames=tuple(compile_pattern(str(p), groups) for p in raw.get("doctor_frames", [])),
+        broadcast_rules=parse_rules(raw.get("broadcast_rules", []), groups),
     )
 
 
@@ -105,13 +108,18 @@ def _doctor_led(book: ScanBook, sentence: str, act: int) -> bool:
     return any(m.end() <= act for frame in book.doctor_frames for m in frame.finditer(sentence))
 
 
-def scan(text: str, locale: str = DEFAULT_LOCALE) -> list[Finding]:
-    """Returns every sentence of a text that permits or instructs a change to her medicine."""
+def scan(text: str, locale: str = DEFAULT_LOCALE, *, broadcast: bool = False) -> list[Finding]:
+    """Returns every sentence of a text that permits or instructs a change to her medicine.
+
+    A broadcast is also read by the stricter `broadcast_rules`: sent to everyone at once, a
+    bare "it is OK to stop for a few days" can only be read as being about the medicine.
+    """
     book = scanbook(locale)
+    rules = book.rules + book.broadcast_rules if broadcast else book.rules
     findings: list[Finding] = []
     for sentence in _sentences(text):
         normalised = _normalise_sentence(book, sentence)
-        for rule in book.rules:
+        for rule in rules:
             profile = book.negations.get(rule.negation) if rule.negation else None
             for match in rule.regex.finditer(normalised):
                 act = action_start(match)

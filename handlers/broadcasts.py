@@ -28,6 +28,7 @@ from bot.services import Services
 from handlers.common import BotContext
 from handlers.ui import TextRoute, Turn, turn
 from handlers.views.staff_gate import (
+    allowed,
     answer_as_unknown,
     in_private,
     staff_command,
@@ -183,13 +184,17 @@ async def on_broadcast_text(t: Turn) -> bool:
     """Takes the text typed after a bare /broadcast; False when none was awaited."""
     if not await broadcasts.take_awaited_text(session=t.session, user_id=t.user_id):
         return False
-    if await _coordinator(t):  # a role revoked in between gets the unknown-command answer
-        await _draft(t, t.text.strip())
+    if not await allowed(t, roles.COORDINATOR_WORK):
+        return False  # a role revoked in between: her text is read like anyone's
+    if not await _draft(t, t.text.strip()) and t.user_id is not None:
+        # Refused: her next message is the text written again, not a patient's message.
+        await broadcasts.await_text(session=t.session, user_id=t.user_id)
     return True
 
 
-async def _draft(t: Turn, text: str) -> None:
-    """Checks the text and shows the preview, the audience, the count and the buttons."""
+async def _draft(t: Turn, text: str) -> bool:
+    """Checks the text and shows the preview, the audience, the count and the buttons;
+    False when the text was refused (the reply says why)."""
     m = staff_m()
     try:
         broadcast = await broadcasts.create_draft(
@@ -197,10 +202,11 @@ async def _draft(t: Turn, text: str) -> None:
         )
     except BroadcastError as error:
         t.reply.say(_refusal(m, error))
-        return
+        return False
     count = await broadcasts.count_audience(t.session, Audience())
     t.reply.say(broadcasts.render_for(broadcast.text, "en"))
     t.reply.say(*_draft_view(m, broadcast, count, t.settings))
+    return True
 
 
 @turn
@@ -244,6 +250,9 @@ async def on_draft_button(t: Turn) -> None:
     op, broadcast_id = parsed[0], int(parsed[1])
     number = int(parsed[2]) if len(parsed) > 2 else None
     broadcast = await t.session.get(Broadcast, broadcast_id)
+    if broadcast is not None and broadcast.creator_user_id != t.user_id:
+        t.reply.toast = m.get("common.expired_button")  # a draft is its writer's alone
+        return
     if broadcast is None or broadcast.status != BroadcastStatus.draft:
         t.reply.toast = m.get("broadcasts.gone_toast")
         t.reply.drop_buttons = True

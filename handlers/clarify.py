@@ -24,6 +24,7 @@ from handlers.views.doctor_first import (
     unavailable,
 )
 from handlers.views.lifecycle import unsubscribe_menu
+from handlers.views.safety import emergency_screen
 
 
 @turn
@@ -55,7 +56,21 @@ async def on_button(t: Turn) -> None:
     reply.chosen = m.get("doctor_first.btn_yes" if key == "y" else "doctor_first.btn_no")
     emergency = emergency_for(participant, t.settings)
     if key == "y":
-        if row.question == "symptom":
+        if row.question == "symptom" and row.suspected == "emergency":
+            # Asked because her words read like an emergency: her yes gets the emergency
+            # reply first and an urgent alert, not next-day advice (codes only).
+            await doctor_first.record_emergency(
+                session=t.session,
+                participant=participant,
+                source="clarify",
+                rules=(doctor_first.EMERGENCY_RULES + "clarify",),
+            )
+            reply.show(emergency_screen(participant, t.settings))
+            reply.say(
+                m.get("doctor_first.red_flag", emergency=emergency),
+                page_buttons(m, WHEN_TO_CALL_PAGE),
+            )
+        elif row.question == "symptom":
             # Her yes, not the model, raises the alert (codes only: the source is "clarify").
             await doctor_first.record_red_flag(
                 session=t.session, participant=participant, source="clarify", rules=()

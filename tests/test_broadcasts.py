@@ -36,7 +36,7 @@ TEXT = "News from the study team\nThank you for your answers this month. They he
 @pytest.fixture
 async def team(tmp_path: Path) -> AsyncIterator[Harness]:
     """A bot with one coordinator."""
-    h = await make_harness(f"sqlite:///{tmp_path / 'bc.db'}", coordinator_ids=[NURSE])
+    h = await make_harness(f"sqlite:///{tmp_path / 'bc.db'}", coordinator_ids=[NURSE, NURSE + 1])
     yield h
     await h.app.shutdown()
     await h.db.dispose()
@@ -248,12 +248,30 @@ async def test_a_bare_broadcast_asks_for_the_text_and_the_next_message_is_previe
     async with h.db.session() as session:
         assert len((await session.exec(select(Broadcast))).all()) == 1
     # The step is over: her next text is ordinary text again, not a second broadcast.
-    await h.command(NURSE, "broadcast")
-    await h.send(NURSE, "Please stop your tablets for a week.")
-    assert "I can't send this" in h.last(NURSE).text
     await h.send(NURSE, "hello")
     async with h.db.session() as session:
         assert len((await session.exec(select(Broadcast))).all()) == 1
+    # A refused text keeps the step open: what she types next is the text written again.
+    await h.command(NURSE, "broadcast")
+    await h.send(NURSE, "Please stop your tablets for a week.")
+    assert "I can't send this" in h.last(NURSE).text
+    await h.send(NURSE, "News from the team\nThe clinic opens again on Monday.")
+    assert h.texts(NURSE)[-2].startswith("News from the team\nThe clinic opens again")
+    async with h.db.session() as session:
+        assert len((await session.exec(select(Broadcast))).all()) == 2
+
+
+async def test_another_coordinators_press_on_a_draft_changes_nothing(team: Harness) -> None:
+    h = team
+    await add_participants(h, 3)
+    await h.command(NURSE, "broadcast", TEXT)
+    draft, data = h.find_button(NURSE, "Send to 3")
+    other = NURSE + 1
+    await h.process(h.updates.callback(other, data, draft))
+    assert "expired" in (h.fake.answered_callbacks[-1].get("text") or "")
+    async with h.db.session() as session:
+        [broadcast] = (await session.exec(select(Broadcast))).all()
+    assert broadcast.status == BroadcastStatus.draft
 
 
 # ---------------------------------------------------------------- refused text
@@ -560,3 +578,39 @@ async def test_broadcast_on_postgres_reaches_each_once_and_two_ticks_never_doubl
     finally:
         await h.app.shutdown()
         await h.db.dispose()
+
+
+# Sent to everyone at once, an action with no object or "it" can only mean her medicine.
+IMPLIED_ADVICE = [
+    "It is OK to stop for a few days if you feel unwell.",
+    "If the joint pain is bad, it is OK to stop for a week.",
+    "You can stop before the holidays.",
+    "Pausing for a week before your dental work is fine.",
+    "A week without your tablets is fine.",
+    "Take two tablets if you forgot yesterday.",
+    "Take one tablet every two days when the pain is bad.",
+    "Your medicine can wait a few days.",
+    "Give the tablets a rest over Christmas.",
+    "Come off it for a while.",
+]
+ORDINARY = [
+    "You can stop the messages any time with /stop.",
+    "If you are thinking about stopping your tablets, talk to your doctor first.",
+    "Please keep taking your tablets as your doctor prescribed.",
+    "You can pause the reminders in /settings.",
+    "The clinic is closed on Friday. You can stop by on Monday.",
+    "Never stop your tablets without talking to your doctor.",
+    "Ask your doctor whether a break could help.",
+]
+
+
+@pytest.mark.parametrize("sentence", IMPLIED_ADVICE)
+def test_implied_advice_to_stop_or_change_a_dose_is_refused(sentence: str) -> None:
+    with pytest.raises(BroadcastError) as caught:
+        broadcasts.check_text(f"News from the study team\n{sentence}")
+    assert caught.value.code == "advice" and sentence.rstrip(".") in caught.value.detail
+
+
+@pytest.mark.parametrize("sentence", ORDINARY)
+def test_ordinary_broadcasts_about_messages_or_the_doctor_pass(sentence: str) -> None:
+    assert broadcasts.check_text(f"News from the study team\n{sentence}")

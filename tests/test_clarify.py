@@ -39,6 +39,7 @@ TINY = IntentModel(
         "zqfew": _weights(unsubscribe=6.0),
         "zqemg": _weights(stop_intent=5.0, emergency=3.0),  # mostly "stop", some emergency
         "zqlow": _weights(stop_intent=1.0),  # too unsure to ask anything
+        "zqbad": _weights(emergency=2.0),  # emergency the likeliest (0.6), no group past its bar
     },
     ngram_range=(2, 5),
     thresholds={"symptom": 0.85, "stop": 0.85, "fewer": 0.85, "emergency_floor": 0.05},
@@ -263,7 +264,23 @@ async def test_an_emergency_is_never_sent_down_the_stopping_path_by_the_model(
     assert STOP_ASK not in reply.text
     await h.press(PATIENT, "Yes")
     assert ASK_DOCTOR not in " ".join(h.texts(PATIENT))
-    assert [a.kind for a in await alerts(h)] == ["red_flag"]
+    # Asked because of the emergency reading: her yes gets the emergency reply first.
+    assert h.texts(PATIENT)[-2].startswith("If this is an emergency, call 999 now.")
+    [alert] = await alerts(h)
+    assert (alert.kind, alert.urgent) == ("emergency", True)
+    assert doctor_first.parse_detail(alert.detail)["src"] == "clarify"
+
+
+async def test_a_likely_emergency_below_every_question_bar_is_still_asked_about(
+    harness: Harness, tiny_model: IntentModel
+) -> None:
+    h = harness
+    await make_active_participant(h.db)
+    await h.send(PATIENT, "zqbad")
+    reply = h.last(PATIENT)
+    assert SYMPTOM_ASK in reply.text and EMERGENCY in reply.text
+    [asked] = await questions(h)
+    assert (asked.question, asked.suspected) == ("symptom", "emergency")
 
 
 async def test_a_real_emergency_gets_the_emergency_reply_not_a_question(
