@@ -189,3 +189,18 @@ async def test_a_photo_caption_naming_a_red_flag_later_in_the_checkin_updates_on
     assert "can't open photos" in h.last(PATIENT).text
     assert advice_count(h) == 1
     assert (await red_flag_alert(h)).count == 2
+
+
+async def test_stop_the_messages_after_an_advised_red_flag_shows_the_menu_once(
+    harness: Harness,
+) -> None:
+    """The red flag already advised in this check-in falls through to the pause-or-leave
+    menu; "stop the messages" said beside it must not add the same menu a second time."""
+    h = harness
+    await make_active_participant(h.db)
+    await answer_up_to_symptoms(h, "I had a fall")
+    before = len(h.texts(PATIENT))
+    await h.send(PATIENT, "my knee is swollen and red. please stop sending me messages")
+    new = h.texts(PATIENT)[before:]
+    assert advice_count(h) == 1
+    assert len(new) == len(set(new)), new

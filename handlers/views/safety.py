@@ -235,7 +235,9 @@ async def safety_screens(
     if main is not None:
         screens.append(main)
         if rest.kind != "unsubscribe" and "unsubscribe" in rest.signals and participant:
-            screens.append(Screen(*unsubscribe_menu(participant)))
+            menu = Screen(*unsubscribe_menu(participant))
+            if main.text != menu.text:  # a red flag already advised falls through to the menu
+                screens.append(menu)
     return screens
 
 
