@@ -48,6 +48,7 @@ def ensure_sqlite_folder(url: str) -> None:
 
 
 BUSY_TIMEOUT_SECONDS = 30
+POOL_RECYCLE_SECONDS = 600
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -84,7 +85,11 @@ class Database:
         if is_sqlite(url):
             kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_SECONDS}
         else:
-            kwargs["pool_pre_ping"] = True
+            # No pre-ping: it cost a round trip per checkout (two per send). Connections are
+            # renewed before a server or proxy would drop them idle, and a connection found
+            # dead fails that one transaction, which empties the pool (SQLAlchemy invalidates
+            # it on a disconnect); the dispatcher's next tick or the next update starts afresh.
+            kwargs["pool_recycle"] = POOL_RECYCLE_SECONDS
         self.engine: AsyncEngine = create_async_engine(async_url(url), **kwargs)
         if is_sqlite(url):
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)

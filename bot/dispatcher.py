@@ -18,7 +18,7 @@ import logging
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -60,8 +60,7 @@ from bot.sender import (
     close_checkin,
     mark_uncertain,
     participant_block,
-    release,
-    send_claimed,
+    send_batch,
 )
 from bot.services import Services
 from bot.updates_seen import forget_old_updates
@@ -554,12 +553,150 @@ async def claim_due_checkins(
                 sa.and_(col(CheckIn.due_at) == after[0], col(CheckIn.id) > after[1]),
             )
         )
-    seen: list[CheckIn] = []
-    handled = await _for_each(
-        services, query, handle, what="due check-in", model=CheckIn, seen=seen
-    )
-    last = (seen[-1].due_at, seen[-1].id or 0) if len(seen) == limit else None
+    seen: list[tuple[datetime, int]] = []  # (due_at, id) of every row the query found
+    others: list[int] = []
+    handled = 0
+    try:
+        handled = await _queue_plain_due(services, query, at, report, seen, others)
+    except Exception as exc:
+        # The batch failed as a whole (nothing of it was kept): every row goes one at a time.
+        _log_row_error("due check-in batch", None, exc)
+        others = [row_id for _, row_id in seen]
+    if others:
+        one_by_one = (
+            select(CheckIn)
+            .where(col(CheckIn.id).in_(others))
+            .order_by(col(CheckIn.due_at), col(CheckIn.id))
+        )
+        handled += await _for_each(
+            services, one_by_one, handle, what="due check-in", model=CheckIn
+        )
+    last = seen[-1] if len(seen) == limit else None
     return handled, last
+
+
+async def _queue_plain_due(
+    services: Services,
+    query: SelectOfScalar[CheckIn],
+    at: datetime,
+    report: TickReport,
+    seen: list[tuple[datetime, int]],
+    others: list[int],
+) -> int:
+    """Queues the plain due check-ins of a chunk with a few statements for the whole chunk.
+
+    Plain: she can be sent to, her consent is current, the window is open, and her
+    schedule's next occurrence needs no catch-up. Everything else (closing with a reason,
+    re-consent, catch-up after an outage) is left in `others` for `_handle_due`, one row at
+    a time. Same result as `_handle_due`: a compare-and-set takes the rows, each gets its
+    outbox row, and each schedule its next check-in unless one is already waiting.
+    """
+    window = timedelta(hours=services.settings.checkin_window_hours)
+    async with services.db.session() as session:
+        found = (await session.exec(_locked(services, query))).all()
+        seen += [(c.due_at, c.id or 0) for c in found]
+        people_ids = {c.participant_id for c in found}
+        schedule_ids = {c.schedule_id for c in found if c.schedule_id is not None}
+        people = {
+            p.id: p
+            for p in (
+                await session.exec(select(Participant).where(col(Participant.id).in_(people_ids)))
+            ).all()
+        }
+        schedules = {
+            s.id: s
+            for s in (
+                await session.exec(select(Schedule).where(col(Schedule.id).in_(schedule_ids)))
+            ).all()
+        }
+        # Schedules that already have another check-in waiting (set_schedule planned it).
+        waiting = set()
+        if schedule_ids:
+            waiting = set(
+                (
+                    await session.exec(
+                        select(CheckIn.schedule_id).where(
+                            col(CheckIn.schedule_id).in_(schedule_ids),
+                            CheckIn.status == CheckInStatus.scheduled,
+                            col(CheckIn.queued_at).is_(None),
+                            col(CheckIn.id).not_in([row_id for _, row_id in seen]),
+                        )
+                    )
+                ).all()
+            )
+        plain: list[tuple[CheckIn, Participant, datetime | None]] = []
+        chunk_schedules: set[int] = set()
+        for checkin in found:
+            assert checkin.id is not None
+            participant = people.get(checkin.participant_id)
+            schedule = schedules.get(checkin.schedule_id) if checkin.schedule_id else None
+            if (
+                participant is None
+                or participant_block(participant) is not None
+                or consent_is_stale(participant)
+                or checkin.window_closes_at <= at
+                or checkin.schedule_id in chunk_schedules
+            ):
+                others.append(checkin.id)
+                continue
+            following: datetime | None = None
+            if schedule is not None and schedule.active and schedule.id not in waiting:
+                following = _next(schedule, checkin.due_at)
+                if following + window <= at:
+                    others.append(checkin.id)  # an outage to record first: catch-up
+                    continue
+            if checkin.schedule_id is not None:
+                chunk_schedules.add(checkin.schedule_id)
+            plain.append((checkin, participant, following))
+        if not plain:
+            return 0
+        taken_rows = await session.exec(
+            sa.update(CheckIn)
+            .where(
+                col(CheckIn.id).in_([c.id for c, _, _ in plain]),
+                col(CheckIn.status) == CheckInStatus.scheduled,
+                col(CheckIn.queued_at).is_(None),
+            )
+            .values(queued_at=at)
+            .returning(col(CheckIn.id))
+            .execution_options(synchronize_session=False)
+        )
+        taken = set(taken_rows.scalars().all())
+        plain = [item for item in plain if item[0].id in taken]
+        planned = [(c, f) for c, _, f in plain if f is not None]
+        occupied: set[tuple[int | None, datetime]] = set()
+        if planned:
+            slots = [(c.schedule_id, f) for c, f in planned]
+            hits = await session.exec(
+                select(CheckIn.schedule_id, CheckIn.due_at).where(
+                    sa.tuple_(col(CheckIn.schedule_id), col(CheckIn.due_at)).in_(slots)
+                )
+            )
+            occupied = {(sid, _aware(due)) for sid, due in hits.all()}
+        for checkin, participant, following in plain:
+            assert participant.chat_id is not None
+            session.add(
+                OutgoingMessage(
+                    kind=CHECKIN_KIND,
+                    chat_id=participant.chat_id,
+                    participant_id=participant.id,
+                    checkin_id=checkin.id,
+                    payload="{}",
+                    state=OutboxState.queued,
+                    not_before=at,
+                )
+            )
+            schedule = schedules.get(checkin.schedule_id) if checkin.schedule_id else None
+            if schedule and following and (schedule.id, following) not in occupied:
+                session.add(_checkin_for(schedule, following, services))
+                report.planned += 1
+        report.checkins_queued += len(plain)
+        return len(plain)
+
+
+def _aware(value: datetime) -> datetime:
+    """Returns a UTC-aware instant (a tuple query's values skip the column type on SQLite)."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 async def _handle_due(
@@ -894,7 +1031,16 @@ async def claim_outbox(*, services: Services, report: TickReport, limit: int) ->
             .order_by(col(OutgoingMessage.not_before), col(OutgoingMessage.id))
             .limit(limit)
         )
-        for row in (await session.exec(_locked(services, query))).all():
+        rows = (await session.exec(_locked(services, query))).all()
+        quiet = {r.participant_id for r in rows if r.kind in QUIET_KINDS and r.participant_id}
+        # One query for everyone whose quiet hours matter; `session.get` then finds them
+        # (held in `people`: the session keeps its objects only weakly).
+        people = (
+            (await session.exec(select(Participant).where(col(Participant.id).in_(quiet)))).all()
+            if quiet
+            else []
+        )
+        for row in rows:
             assert row.id is not None
             if row.kind in QUIET_KINDS and row.participant_id is not None:
                 participant = await session.get(Participant, row.participant_id)
@@ -905,19 +1051,27 @@ async def claim_outbox(*, services: Services, report: TickReport, limit: int) ->
                         session.add(row)
                         report.held_quiet += 1
                         continue
-            # Compare-and-set: only one claimer can move a row out of 'queued'.
-            result = await session.exec(
+            claimed.append(row.id)
+        del people
+        if claimed:
+            # One compare-and-set for the batch: only one claimer can move a row out of
+            # 'queued' (the rows are locked on PostgreSQL, and SQLite holds its write lock).
+            taken = await session.exec(
                 sa.update(OutgoingMessage)
-                .where(col(OutgoingMessage.id) == row.id, col(OutgoingMessage.state) == "queued")
+                .where(
+                    col(OutgoingMessage.id).in_(claimed),
+                    col(OutgoingMessage.state) == OutboxState.queued,
+                )
                 .values(
                     state=OutboxState.claimed,
                     attempts=col(OutgoingMessage.attempts) + 1,
                     lease_until=lease_until,
                 )
+                .returning(col(OutgoingMessage.id))
                 .execution_options(synchronize_session=False)
             )
-            if result.rowcount == 1:
-                claimed.append(row.id)
+            mine = set(taken.scalars().all())
+            claimed = [row_id for row_id in claimed if row_id in mine]
     return claimed
 
 
@@ -996,17 +1150,10 @@ async def follow_up_broadcasts(services: Services) -> int:
 
 async def _send_batch(services: Services, bot: Bot, ids: list[int], report: TickReport) -> bool:
     """Sends one claimed batch in order; True when a 429 paused sending (the rest go back)."""
-    for index, row_id in enumerate(ids):
-        result = await send_claimed(services=services, bot=bot, row_id=row_id)
+    results, paused = await send_batch(services=services, bot=bot, row_ids=ids)
+    for result in results:
         report.count(result.outcome)
-        if result.outcome in (Outcome.rate_limited, Outcome.released):
-            # Every send is paused: hand the rest back rather than hold them.
-            until = result.paused_until or clock.now()
-            for rest in ids[index + 1 :]:
-                await release(services=services, row_id=rest, not_before=until)
-                report.released += 1
-            return True
-    return False
+    return paused
 
 
 # ---------------------------------------------------------------- housekeeping

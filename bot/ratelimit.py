@@ -7,12 +7,14 @@ interval on. A private chat may take a short burst (an edit and the next questio
 then about one message a second. The 'global' row is always locked first (an upsert,
 which on SQLite also takes the write lock), so concurrent reservations in any number of
 processes are serialised and never deadlock. A 429 moves the global instant past
-`retry_after`, which pauses every sender at once.
+`retry_after`, which pauses every sender at once. The sender reserves a whole round of sends
+at once: `lock_keys` and `store_keys` read and write the global row and every chat of the
+round in one statement each (the global row first, the chats in sorted order).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -105,6 +107,42 @@ async def reserve_in(
     await _store(session, GLOBAL_KEY, global_next)
     await _store(session, key, chat_tat)
     return slots
+
+
+async def lock_keys(
+    session: AsyncSession, db: Database, keys: list[str], at: datetime
+) -> dict[str, datetime]:
+    """Creates and locks several keys' rows in one statement; returns their next instants.
+
+    The global row comes first and the chat keys in sorted order, so that a batch queues
+    behind any other reservation on the global row exactly as `reserve_in` does, and two
+    batches never take chat rows in opposite orders (no deadlock).
+    """
+    ordered = [GLOBAL_KEY, *sorted(set(keys) - {GLOBAL_KEY})]
+    table = RateSlot.__table__  # type: ignore[attr-defined]
+    stmt = _insert(db)(table).values([{"key": key, "next_at": at} for key in ordered])
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["key"], set_={"next_at": table.c.next_at}
+    ).returning(table.c.key, table.c.next_at)
+    result = await session.exec(stmt)
+    return {key: _aware(next_at) for key, next_at in result.all()}
+
+
+async def store_keys(session: AsyncSession, db: Database, values: dict[str, datetime]) -> None:
+    """Writes several keys' next instants in one statement (their rows are locked already)."""
+    if not values:
+        return
+    table = RateSlot.__table__  # type: ignore[attr-defined]
+    stmt = _insert(db)(table).values([{"key": k, "next_at": v} for k, v in values.items()])
+    excluded = stmt.excluded
+    await session.exec(
+        stmt.on_conflict_do_update(index_elements=["key"], set_={"next_at": excluded.next_at})
+    )
+
+
+def _aware(value: datetime) -> datetime:
+    """Returns a UTC-aware instant, whatever the driver handed back."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 async def chat_ready_at(session: AsyncSession, *, chat_id: int) -> datetime | None:
