@@ -72,7 +72,8 @@ def _refusal(error: BroadcastError) -> None:
 
 def cmd_broadcast(args: argparse.Namespace) -> int:
     """Queues a broadcast (or with --dry-run shows it), or lists recent ones (`status`)."""
-    from bot.cli import _database_failed, _team_settings
+    from bot.cli_common import database_failed as _database_failed
+    from bot.cli_common import team_settings as _team_settings
 
     settings = _team_settings(staff_codes=False)
     if settings is None:

@@ -456,7 +456,7 @@ def fresh_database(path: Path, *, keep: bool) -> str:
 
 def main(*, keep: bool = False, database: str | None = None) -> int:
     """Runs the demo in this terminal (or from a pipe) and returns the exit code."""
-    from bot.cli import EXIT_CONFIG, load_settings
+    from bot.cli_common import EXIT_CONFIG, load_settings
     from bot.logging_setup import configure_logging
     from bot.migrate import upgrade_to_head
 

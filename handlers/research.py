@@ -24,8 +24,13 @@ from bot.audit import record_audit
 from bot.callbacks import Codec, choice
 from bot.clock import now
 from bot.config import Settings
-from bot.export.cli import EXPORT_ACTION
-from bot.export.run import ExportOptions, ExportResult, export_audit_detail, run_export
+from bot.export.run import (
+    EXPORT_ACTION,
+    ExportOptions,
+    ExportResult,
+    export_audit_detail,
+    run_export,
+)
 from handlers.common import BotContext
 from handlers.ui import Screen, Turn, turn
 from handlers.views.staff_gate import allowed, answer_as_unknown, in_private, staff_m

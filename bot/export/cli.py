@@ -8,10 +8,11 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from bot import cli
+from bot import cli_common as cli
 from bot.config import Settings
 from bot.export.rows import Filters
 from bot.export.run import (
+    EXPORT_ACTION,
     ExportOptions,
     ExportRefused,
     ExportResult,
@@ -20,8 +21,6 @@ from bot.export.run import (
     verify_export,
 )
 from bot.roles import CLI_ACTOR
-
-EXPORT_ACTION = "export"
 
 
 def parse_instant(raw: str) -> datetime | None:
@@ -83,7 +82,7 @@ def _options(args: argparse.Namespace) -> ExportOptions | None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Writes a pseudonymised research export and audits it."""
-    settings = cli._team_settings(staff_codes=False)
+    settings = cli.team_settings(staff_codes=False)
     if settings is None:
         return cli.EXIT_CONFIG
     options = _options(args)
@@ -95,7 +94,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         cli.complain(refused.key, **refused.params)
         return cli.EXIT_CONFIG
     except Exception as exc:
-        return cli._database_failed(settings, exc)
+        return cli.database_failed(settings, exc)
     asyncio.run(record_export_audit(settings, CLI_ACTOR, options, result))
     cli.say(
         "research.done",

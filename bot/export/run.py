@@ -53,6 +53,9 @@ from bot.export.writers import (
 from bot.models import Cohort, Role, StaffRole
 from bot.roles import seeded_roles, staff_code
 
+# The audit log's action for an export (CLI and /export alike).
+EXPORT_ACTION = "export"
+
 MANIFEST = "manifest.json"
 DICTIONARY = "data_dictionary.csv"
 README = "README.md"
