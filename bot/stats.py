@@ -348,6 +348,19 @@ async def overview(
 # ---------------------------------------------------------------- in words
 
 
+def status_cells(**counts: int) -> dict[str, str]:
+    """Returns the status counts as cells. When exactly one of them is hidden ("<5"), the
+    total minus the others would give it away, so the smallest other non-zero count is hidden
+    too, as "5+" (secondary suppression)."""
+    cells = {name: count_cell(n) for name, n in counts.items()}
+    hidden = [name for name, n in counts.items() if 0 < n < SMALL]
+    if len(hidden) == 1:
+        others = sorted((n, name) for name, n in counts.items() if n >= SMALL)
+        if others:
+            cells[others[0][1]] = f"{SMALL}+"
+    return cells
+
+
 def _share(share: Share, m: Messages) -> str:
     """Returns a share as "62% (31 of 50)", "<5" for a small cell, "-" when there is none."""
     if share.small:
@@ -374,10 +387,8 @@ def report_lines(ov: Overview, m: Messages) -> list[str]:
         m.get(
             "stats.people",
             enrolled=count_cell(ov.enrolled),
-            active=count_cell(ov.active),
-            paused=count_cell(ov.paused),
-            withdrawn=count_cell(ov.withdrawn),
             unreachable=count_cell(ov.unreachable),
+            **status_cells(active=ov.active, paused=ov.paused, withdrawn=ov.withdrawn),
         )
     )
     for w in ov.windows:

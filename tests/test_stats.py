@@ -291,3 +291,23 @@ async def test_invites_and_the_overview_on_postgresql(pg_url: str) -> None:
     finally:
         await h.app.shutdown()
         await h.db.dispose()
+
+
+def test_one_hidden_status_hides_the_next_smallest_so_subtraction_finds_nothing() -> None:
+    """Enrolled 12 = 9 active + 3 paused + 0 withdrawn: "<5" paused alone would be 12 - 9."""
+    assert stats.status_cells(active=9, paused=3, withdrawn=0) == {
+        "active": "5+",
+        "paused": "<5",
+        "withdrawn": "0",
+    }
+    # Two hidden cells already hide each other; nothing hidden, nothing to do.
+    assert stats.status_cells(active=7, paused=1, withdrawn=2) == {
+        "active": "7",
+        "paused": "<5",
+        "withdrawn": "<5",
+    }
+    assert stats.status_cells(active=8, paused=6, withdrawn=0) == {
+        "active": "8",
+        "paused": "6",
+        "withdrawn": "0",
+    }
