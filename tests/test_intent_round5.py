@@ -11,10 +11,7 @@ sign with an everyday cause, questions about taking the medicine well).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-import yaml
 from sqlmodel import col, select
 
 from bench.score_intent import markers, paths_of, top_path
@@ -22,16 +19,7 @@ from bot.intent import read_text
 from bot.models import Alert, ClarifyingQuestion
 from tests.conftest import PATIENT, Harness
 from tests.factories import make_active_participant
-
-LABELLED = Path(__file__).parent / "data" / "intent_labelled_en.yaml"
-
-
-async def reply_paths(h: Harness, text: str) -> set[str]:
-    """Types `text` as an enrolled participant; returns the reply paths she was shown."""
-    await make_active_participant(h.db)
-    await h.send(PATIENT, text)
-    return paths_of(h.texts(PATIENT), markers())
-
+from tests.intent_steps import alerts, in_labelled_set, reply_paths
 
 EMERGENCIES = [
     # Combinations of signs, no key word alone.
@@ -107,13 +95,7 @@ async def test_red_flags_in_plain_words_get_the_red_flag_reply(
     h = harness
     seen = await reply_paths(h, text)
     assert top_path(seen) == "red_flag", seen
-    assert await h_alerts(h, "red_flag")
-
-
-async def h_alerts(h: Harness, kind: str) -> list[Alert]:
-    """Returns the alert rows of one kind."""
-    async with h.db.session() as session:
-        return list((await session.exec(select(Alert).where(Alert.kind == kind))).all())
+    assert await alerts(h, "red_flag")
 
 
 STOPPING = [
@@ -272,7 +254,7 @@ async def test_false_alarms_are_switched_off_by_method(harness: Harness, text: s
     h = harness
     seen = await reply_paths(h, text)
     assert top_path(seen) == "neutral", seen
-    assert not await h_alerts(h, "emergency")
+    assert not await alerts(h, "emergency")
 
 
 async def test_an_information_question_gets_the_when_to_call_reply(harness: Harness) -> None:
@@ -307,10 +289,8 @@ def test_the_rules_leave_other_activities_alone() -> None:
 
 
 def test_these_wordings_are_not_in_the_labelled_set() -> None:
-    data = yaml.safe_load(LABELLED.read_text(encoding="utf-8"))
-    labelled = {m["text"].strip().lower() for section in data.values() for m in section}
     mine = [*EMERGENCIES, *SELF_HARM, *RED_FLAGS, *STOPPING, *WEAK, *UNSUBSCRIBE, *NEUTRAL]
-    assert not [t for t in mine if t.strip().lower() in labelled]
+    assert not in_labelled_set(mine)
 
 
 async def test_alerts_name_rule_ids_only(harness: Harness) -> None:

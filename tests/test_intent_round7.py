@@ -14,33 +14,14 @@ leave the study); and false alarms the new rules must not raise.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-import yaml
 from sqlmodel import select
 
-from bench.score_intent import markers, paths_of, top_path
+from bench.score_intent import top_path
 from bot.intent import read_text
-from bot.models import Alert, ClarifyingQuestion
-from tests.conftest import PATIENT, Harness
-from tests.factories import make_active_participant
-
-LABELLED = Path(__file__).parent / "data" / "intent_labelled_en.yaml"
-
-
-async def reply_paths(h: Harness, text: str) -> set[str]:
-    """Types `text` as an enrolled participant; returns the reply paths she was shown."""
-    await make_active_participant(h.db)
-    await h.send(PATIENT, text)
-    return paths_of(h.texts(PATIENT), markers())
-
-
-async def alerts(h: Harness, kind: str) -> list[Alert]:
-    """Returns the alerts of one kind raised so far."""
-    async with h.db.session() as session:
-        return list((await session.exec(select(Alert).where(Alert.kind == kind))).all())
-
+from bot.models import ClarifyingQuestion
+from tests.conftest import Harness
+from tests.intent_steps import alerts, in_labelled_set, reply_paths
 
 WEAK = [
     # Years ahead as a burden.
@@ -163,7 +144,5 @@ def test_the_new_rules_leave_everyday_wordings_alone(text: str) -> None:
 
 
 def test_these_wordings_are_not_in_the_labelled_set() -> None:
-    data = yaml.safe_load(LABELLED.read_text(encoding="utf-8"))
-    labelled = {m["text"].strip().lower() for section in data.values() for m in section}
     mine = [*WEAK, *STOPPING, *RED_FLAGS, *UNSUBSCRIBE, *NEUTRAL]
-    assert not [t for t in mine if t.strip().lower() in labelled]
+    assert not in_labelled_set(mine)
