@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot import clock, ratelimit
+from bot import clock, ratelimit, staff
 from bot.audit import record_audit
 from bot.config import Settings
 from bot.content import DEFAULT_LOCALE, messages
@@ -46,7 +46,6 @@ from bot.models import (
     OutboxState,
     OutgoingMessage,
     Participant,
-    StaffState,
     TherapyStatus,
 )
 from bot.outbox import enqueue, payload_of
@@ -340,25 +339,13 @@ TEXT_ROUTE = "broadcast"  # the key of the typed-text route in `services.text_ro
 
 async def await_text(*, session: AsyncSession, user_id: int) -> None:
     """Records that this coordinator's next typed message is a broadcast text."""
-    state = await session.get(StaffState, user_id) or StaffState(telegram_user_id=user_id)
-    state.awaiting = TEXT_STEP
-    state.draft = None
-    state.updated_at = clock.now()
-    session.add(state)
-    await session.flush()
+    await staff.set_step(session=session, telegram_user_id=user_id, step=TEXT_STEP)
 
 
 async def take_awaited_text(*, session: AsyncSession, user_id: int | None) -> bool:
     """Tells whether this person's typed message is the awaited broadcast text, and ends
     the step (a refused text is written again with /broadcast)."""
-    state = await session.get(StaffState, user_id) if user_id is not None else None
-    if state is None or state.awaiting != TEXT_STEP:
-        return False
-    state.awaiting = None
-    state.updated_at = clock.now()
-    session.add(state)
-    await session.flush()
-    return True
+    return await staff.end_step(session=session, telegram_user_id=user_id, prefix=TEXT_STEP)
 
 
 async def latest_draft(*, session: AsyncSession, user_id: int) -> Broadcast | None:

@@ -19,6 +19,7 @@ from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot import staff
 from bot.audit import record_audit
 from bot.clock import now
 from bot.enrollment import create_invite
@@ -283,25 +284,17 @@ async def draft_of(*, session: AsyncSession, telegram_user_id: int) -> Draft | N
 
 async def save_draft(*, session: AsyncSession, telegram_user_id: int, draft: Draft) -> None:
     """Stores the invite in the making and the question now open."""
-    state = await session.get(StaffState, telegram_user_id)
-    if state is None:
-        state = StaffState(telegram_user_id=telegram_user_id)
-    state.awaiting = STEP_PREFIX + draft.step
-    state.draft = draft.dump()
-    state.updated_at = now()
-    session.add(state)
-    await session.flush()
+    await staff.set_step(
+        session=session,
+        telegram_user_id=telegram_user_id,
+        step=STEP_PREFIX + draft.step,
+        draft=draft.dump(),
+    )
 
 
 async def end_draft(*, session: AsyncSession, telegram_user_id: int) -> None:
     """Ends the /invite flow (done or cancelled); leaves any other staff state alone."""
-    state = await session.get(StaffState, telegram_user_id)
-    if state is not None and (state.awaiting or "").startswith(STEP_PREFIX):
-        state.awaiting = None
-        state.draft = None
-        state.updated_at = now()
-        session.add(state)
-        await session.flush()
+    await staff.end_step(session=session, telegram_user_id=telegram_user_id, prefix=STEP_PREFIX)
 
 
 def parse_day(raw: str) -> date | None:

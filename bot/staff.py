@@ -99,14 +99,45 @@ async def set_awaiting(
     draft: str | None = None,
 ) -> None:
     """Records what this staff member's next typed message answers (and any draft)."""
+    await set_step(
+        session=session, telegram_user_id=telegram_user_id, step=value.format(), draft=draft
+    )
+
+
+async def set_step(
+    *, session: AsyncSession, telegram_user_id: int, step: str, draft: str | None = None
+) -> None:
+    """Records the open step of a staff flow ("msg:7", "inv:site", "bc:text") and its draft.
+
+    One row per person: starting one flow (a message to her, /invite, a typed broadcast)
+    ends any other.
+    """
     state = await get_state(session=session, telegram_user_id=telegram_user_id)
     if state is None:
         state = StaffState(telegram_user_id=telegram_user_id)
-    state.awaiting = value.format()
+    state.awaiting = step
     state.draft = draft
     state.updated_at = now()
     session.add(state)
     await session.flush()
+
+
+async def end_step(*, session: AsyncSession, telegram_user_id: int | None, prefix: str) -> bool:
+    """Ends the flow whose step starts with `prefix`, leaving any other alone; True when it
+    was open."""
+    state = (
+        await get_state(session=session, telegram_user_id=telegram_user_id)
+        if telegram_user_id is not None
+        else None
+    )
+    if state is None or not (state.awaiting or "").startswith(prefix):
+        return False
+    state.awaiting = None
+    state.draft = None
+    state.updated_at = now()
+    session.add(state)
+    await session.flush()
+    return True
 
 
 async def clear(*, session: AsyncSession, telegram_user_id: int) -> None:
