@@ -1,14 +1,17 @@
 """Benchmark: from launching `adherence-bot run` to its first getUpdates, against a bare PTB bot.
 
-Both are started as subprocesses, in turns (bot, bare, bare, bot, ...), against the same fake
-Bot API server (`bot.devtools.bot_api_server`, in this process, on 127.0.0.1). The clock runs
-from just before the process is launched to the moment the fake receives the process's first
-getUpdates, stamped in the server thread with the same monotonic clock. The bot gets a fresh
-copy of an already migrated SQLite file each time, HEALTH_PORT=0, and a working folder with no
-.env; the bare bot builds an Application with one handler and calls run_polling(). Both are
+All are started as subprocesses, in turns (bot, stack, bare, bare, stack, bot, ...), against
+the same fake Bot API server (`bot.devtools.bot_api_server`, in this process, on 127.0.0.1).
+The clock runs from just before the process is launched to the moment the fake receives the
+process's first getUpdates, stamped in the server thread with the same monotonic clock. The bot
+gets a fresh copy of an already migrated SQLite file each time, HEALTH_PORT=0, and a working
+folder with no .env; the bare bot builds an Application with one handler and calls
+run_polling(); the "stack" bot is the same after importing SQLModel, SQLAlchemy's asyncio
+engine, aiosqlite and the bot's table models (what the fixed stack costs any bot). All are
 stopped with SIGTERM once they poll. getMe calls are counted per start, and so is everything
 else the process asked for before its first getUpdates. One more start of the bot, under
-py-spy when it is installed, shows where its start-up goes.
+py-spy when it is installed, shows where its start-up goes. Modules are compiled to bytecode
+first, as `pip install .` does (`--bytecode off` starts with PYTHONDONTWRITEBYTECODE=1).
 
     .venv/bin/python bench/startup_bench.py
     .venv/bin/python bench/startup_bench.py --runs 9 --write-docs --json /tmp/startup.json
@@ -17,6 +20,7 @@ py-spy when it is installed, shows where its start-up goes.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
@@ -66,6 +70,21 @@ app.add_handler(MessageHandler(filters.ALL, echo))
 app.run_polling()
 '''
 
+# The same bare bot, first importing what the design card fixes beside PTB (SQLModel and
+# SQLAlchemy's asyncio engine with its SQLite driver) and the bot's table models: what any bot
+# on this stack pays before it can poll, so the rest of the difference is the bot's own.
+STACK_BOT = BARE_BOT.replace(
+    "import os\n",
+    "import os\n\nimport aiosqlite, sqlalchemy.ext.asyncio, sqlmodel  # noqa\n"
+    "import bot.models  # noqa\n",
+    1,
+)
+SIDES = {
+    "bot": "`adherence-bot run`",
+    "stack": "bare PTB + SQLModel stack + models",
+    "bare": "bare PTB run_polling()",
+}
+
 
 @dataclass
 class Start:
@@ -104,10 +123,24 @@ class WatchingServer(FakeBotApiServer):
         return super().answer(method, params, token)
 
 
+# Set by --bytecode: whether the started processes may read and write __pycache__.
+BYTECODE = {"on": True}
+
+
 def clean_env(extra: dict[str, str]) -> dict[str, str]:
-    """Returns this environment without any of the bot's settings, plus `extra`."""
+    """Returns this environment without any of the bot's settings, plus `extra`.
+
+    PYTHONDONTWRITEBYTECODE is dropped unless `--bytecode off`: an installed bot (`pip install
+    .`, the container image) has its modules compiled at install time, as the bare bot's
+    python-telegram-bot has; with the variable set (some shells and CI images set it) an
+    editable checkout would compile every one of its modules at every start.
+    """
     names = {name.upper() for name in Settings.model_fields}
     env = {k: v for k, v in os.environ.items() if k.upper() not in names}
+    if BYTECODE["on"]:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+    else:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env | extra
 
 
@@ -121,7 +154,7 @@ def launch(
         command = [str(Path(sys.executable).with_name("adherence-bot")), "run"]
         env = bot_env(server, database)
     else:
-        command = [sys.executable, str(folder / "bare_bot.py")]
+        command = [sys.executable, str(folder / f"{kind}_bot.py")]
         env = clean_env({"BENCH_TOKEN": TOKEN, "BENCH_API": server.root_url + "/bot"})
     start = Start(launched=time.monotonic())
     server.start_ = start
@@ -264,10 +297,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             template = folder / "template.db"
             upgrade_to_head(f"sqlite:///{template}")
             (folder / "bare_bot.py").write_text(BARE_BOT)
+            (folder / "stack_bot.py").write_text(STACK_BOT)
+            if BYTECODE["on"]:
+                # What `pip install .` does for an installed bot: compile its modules once.
+                compileall.compile_dir(ROOT / "bot", quiet=1)
+                compileall.compile_dir(ROOT / "handlers", quiet=1)
+            result["bytecode"] = BYTECODE["on"]
             # Untimed first starts of each, so neither pays for cold disk caches alone.
-            for kind in ("bot", "bare"):
+            for kind in SIDES:
                 launch(kind, server, template, folder, 0, args.timeout)
-            order = ["bot", "bare", "bare", "bot"] * ((args.runs + 1) // 2)
+            order = ["bot", "stack", "bare", "bare", "stack", "bot"] * ((args.runs + 1) // 2)
             for index, kind in enumerate(order, start=1):
                 if sum(r["kind"] == kind for r in result["runs"]) >= args.runs:
                     continue
@@ -280,6 +319,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         server.stop()
     result["bot"] = summarise(result["runs"], "bot")
     result["bare"] = summarise(result["runs"], "bare")
+    result["stack"] = summarise(result["runs"], "stack")
     result["load_end"] = round(os.getloadavg()[0], 2)
     return result
 
@@ -298,7 +338,8 @@ def docs_section(result: dict[str, Any], command: str) -> str:
         "| getMe to first getUpdates | getMe per start |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, side in (("`adherence-bot run`", bot), ("bare PTB run_polling()", bare)):
+    for kind, name in SIDES.items():
+        side = result[kind]
         get_me = ", ".join(str(n) for n in side["get_me"])
         lines.append(
             f"| {name} | {side['median']:.2f} s | {side['min']:.2f} s | {side['max']:.2f} s | "
@@ -309,7 +350,15 @@ def docs_section(result: dict[str, Any], command: str) -> str:
         "",
         f"{bot['runs']} starts of each, in turns. Target: the bot polls within "
         f"{TARGET_SECONDS} s of launch ({met}; {bot['median'] / bare['median']:.1f}x the bare "
-        f"bot). Before its first getUpdates the bot asked the fake for: {asked}.",
+        f"bot; the bare bot with the SQLModel stack and the models: "
+        f"{result['stack']['median']:.2f} s). Before its first getUpdates the bot asked the "
+        f"fake for: {asked}. "
+        + (
+            "Modules compiled to bytecode beforehand, as an installed bot has them."
+            if result.get("bytecode", True)
+            else "With PYTHONDONTWRITEBYTECODE=1: every module of the checkout compiled at "
+            "every start."
+        ),
     ]
     profile = result.get("profile", {})
     if "shares" in profile:
@@ -348,14 +397,22 @@ def main(argv: list[str] | None = None) -> int:
         action="store_false",
         help="skip the extra start under py-spy (.venv/bin/pip install py-spy)",
     )
+    parser.add_argument(
+        "--bytecode",
+        choices=("on", "off"),
+        default="on",
+        help="off: start with PYTHONDONTWRITEBYTECODE=1 (the checkout compiled at every start)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--write-docs", action="store_true", help=f"update docs/{DOCS.name}")
     args = parser.parse_args(argv)
+    BYTECODE["on"] = args.bytecode == "on"
     result = measure(args)
     bot, bare = result["bot"], result["bare"]
     print(
         f"\nlaunch to first getUpdates, median of {bot['runs']}: bot {bot['median']:.3f} s "
-        f"(getMe per start {bot['get_me']}), bare PTB {bare['median']:.3f} s; target < "
+        f"(getMe per start {bot['get_me']}), bare PTB {bare['median']:.3f} s, bare PTB with "
+        f"the SQLModel stack and models {result['stack']['median']:.3f} s; target < "
         f"{TARGET_SECONDS} s; load {result['load_start']} -> {result['load_end']}"
     )
     print("before the first getUpdates the bot asked for:", bot["before_first_poll"])

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.content import DEFAULT_LOCALE, ContentError, Messages, messages
+from bot.content import DEFAULT_LOCALE, ContentError, Messages, messages, parse_yaml
 from bot.models import PageView, Participant
 from bot.outbox import Buttons
 from bot.paths import REPO_DIR, content_dir
@@ -121,7 +121,7 @@ def _split_front_matter(text: str, path: Path) -> tuple[dict[str, Any], str]:
     if end < 0:
         raise ContentError(f"{path}: front matter is not closed with '---'")
     try:
-        meta = yaml.safe_load(text[4:end]) or {}
+        meta = parse_yaml(text[4:end]) or {}
     except yaml.YAMLError as exc:
         raise ContentError(f"{path}: front matter is not valid YAML ({exc})") from exc
     if not isinstance(meta, dict):

@@ -23,14 +23,20 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
 from bot import alerts, checkins
 from bot.clock import now
-from bot.content import DEFAULT_LOCALE, ContentError, Questionnaire, messages, questionnaire
+from bot.content import (
+    DEFAULT_LOCALE,
+    ContentError,
+    Questionnaire,
+    messages,
+    parse_yaml,
+    questionnaire,
+)
 from bot.doctor_first import CHECKIN_CODE, RED_FLAG
 from bot.education import pages_offerable_after_checkin
 from bot.models import (
@@ -326,7 +332,7 @@ def load_rules(path: Path | None = None) -> Rulebook:
     path = path or content_dir() / RULES_FILE
     if not path.is_file():
         raise ContentError(f"missing rules file {path}")
-    return parse_rules(yaml.safe_load(path.read_text(encoding="utf-8")), source=str(path))
+    return parse_rules(parse_yaml(path.read_text(encoding="utf-8")), source=str(path))
 
 
 @lru_cache(maxsize=1)

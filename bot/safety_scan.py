@@ -14,9 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from bot.content import DEFAULT_LOCALE, ContentError
+from bot.content import DEFAULT_LOCALE, ContentError, parse_yaml
 from bot.intent import (
     NegationProfile,
     Normaliser,
@@ -75,7 +73,7 @@ def scanbook(locale: str = DEFAULT_LOCALE) -> ScanBook:
     path = rules_path(locale, stem="scan_")
     if not path.is_file():
         raise ContentError(f"missing safety scan rules {path}")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    raw = parse_yaml(path.read_text(encoding="utf-8")) or {}
     base = rulebook(locale)
     groups = {**base.groups, **raw.get("groups", {})}
     return ScanBook(
@@ -150,7 +148,7 @@ def _markdown_blocks(text: str) -> Iterator[tuple[str, str]]:
     if text.startswith("---"):
         head, sep, rest = text[3:].partition("\n---")
         if sep:
-            front = yaml.safe_load(head) or {}
+            front = parse_yaml(head) or {}
             yield from ((f"front.{k}", v) for k, v in _strings(front))
             body = rest
     offset = text.count("\n", 0, len(text) - len(body)) + 1
@@ -191,7 +189,7 @@ def content_texts(root: Path | None = None) -> Iterator[tuple[str, str, str]]:
         if not path.is_file() or relative.parts[0] == "safety":
             continue
         if path.suffix in (".yaml", ".yml"):
-            document = yaml.safe_load(path.read_text(encoding="utf-8"))
+            document = parse_yaml(path.read_text(encoding="utf-8"))
             for key, text in _strings(document):
                 yield str(relative), key, text
         elif path.suffix == ".md":
@@ -226,7 +224,7 @@ def lock_screen_words(locale: str = DEFAULT_LOCALE) -> tuple[str, ...]:
         if locale != DEFAULT_LOCALE:
             return lock_screen_words(DEFAULT_LOCALE)
         raise ContentError(f"missing lock-screen words {path}")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    raw = parse_yaml(path.read_text(encoding="utf-8")) or {}
     words = tuple(str(w).strip().lower() for w in raw.get("words", []) if str(w).strip())
     if not words:
         raise ContentError(f"{path} lists no words")
