@@ -55,8 +55,16 @@ THERAPY_CHANGE = "therapy_change"
 EMERGENCY = "emergency"
 SELF_HARM = "self_harm"
 # Free-text rule ids (content/safety): emergencies under "emergency.", self-harm among them.
+# Ids from another language's rule book carry its code first ("es:emergency.breathing").
 EMERGENCY_RULES = "emergency."
 SELF_HARM_RULES = "emergency.self_harm"
+
+
+def rule_name(rule_id: str) -> str:
+    """Returns a rule id without the rule book's language code ("es:x.y" -> "x.y")."""
+    book, sep, name = rule_id.partition(":")
+    return name if sep and len(book) == 2 and book.isalpha() else rule_id
+
 
 # Her answer to "Have you talked with your doctor about this?"
 ADVISED, NOT_YET, PRIVATE = "advised", "not_yet", "private"
@@ -170,7 +178,7 @@ async def record_red_flag(
     With `checkin_id` (her words came during that check-in) the alert also carries the
     check-in's id (`CHECKIN_CODE`): the record that this check-in had its red-flag reply.
     """
-    fired = [("rule", r) for r in rules if r.startswith("red_flag.")]
+    fired = [("rule", r) for r in rules if rule_name(r).startswith("red_flag.")]
     if checkin_id is not None:
         fired.append((CHECKIN_CODE, str(checkin_id)))
     return await _upsert_alert(
@@ -189,8 +197,8 @@ async def record_emergency(
 ) -> list[Alert]:
     """Writes (or updates) her urgent emergency alert, and a self-harm alert of its own when
     a self-harm rule fired, with the rule ids only (never her words)."""
-    fired = [r for r in rules if r.startswith(EMERGENCY_RULES)]
-    harm = [r for r in fired if r.startswith(SELF_HARM_RULES)]
+    fired = [r for r in rules if rule_name(r).startswith(EMERGENCY_RULES)]
+    harm = [r for r in fired if rule_name(r).startswith(SELF_HARM_RULES)]
     other = [r for r in fired if r not in harm]
     raised: list[Alert] = []
     for kind, ids in ((SELF_HARM, harm), (EMERGENCY, other)):

@@ -59,7 +59,8 @@ def detect(text: str | None, participant: Participant | None) -> Detection:
 def is_self_harm(detection: Detection) -> bool:
     """Tells whether a self-harm rule fired (in any rule book)."""
     return any(
-        rid.split(":")[-1].startswith(doctor_first.SELF_HARM_RULES) for rid in detection.matched
+        doctor_first.rule_name(rid).startswith(doctor_first.SELF_HARM_RULES)
+        for rid in detection.matched
     )
 
 
