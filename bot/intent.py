@@ -15,10 +15,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from bot.clock import now
-from bot.content import DEFAULT_LOCALE, ContentError
+from bot.content import DEFAULT_LOCALE, ContentError, parse_yaml
 from bot.langid import identify
 from bot.paths import content_dir
 
@@ -148,6 +146,10 @@ class Normaliser:
     fuzzy_short_max: int
     fuzzy_long_from: int
     fuzzy_long_max: int
+    # Key symptom words: a near-miss one edit away (5+ letters) becomes the word.
+    fuzzy_symptoms: tuple[str, ...] = ()
+    # Drug names split by dictation ("let row zoll"): short tokens joined are compared.
+    join_terms: tuple[str, ...] = ()
 
     def fold(self, text: str) -> str:
         """Lower-cases, strips accents, shortens letter runs and expands contractions."""
@@ -163,7 +165,7 @@ class Normaliser:
         tokens: list[str] = []
         for token in _NON_WORD.sub(" ", fragment).split():
             tokens.extend(self.words.get(token, self._fix_drug_name(token)).split())
-        cleaned = " ".join(tokens)
+        cleaned = " ".join(self._join_split_names(tokens))
         for pattern, replacement in self.phrases:
             cleaned = pattern.sub(replacement, cleaned)
         return cleaned
@@ -181,17 +183,60 @@ class Normaliser:
         """Splits text into normalised clauses (the unit most detection rules look at)."""
         return [c for sentence in self.sentences(text) for c in sentence]
 
+    def _limit(self, term: str) -> int:
+        """Returns how many edits a near-miss of `term` may have."""
+        return self.fuzzy_long_max if len(term) >= self.fuzzy_long_from else self.fuzzy_short_max
+
     def _fix_drug_name(self, token: str) -> str:
-        """Returns the drug name a token is a near-miss of, or the token unchanged."""
+        """Returns the drug name (or key symptom word) a token is a near-miss of, or the
+        token unchanged. Symptom words allow one edit only, whatever their length."""
         if len(token) < self.fuzzy_min_length or token in self.fuzzy_terms:
             return token
         for term in self.fuzzy_terms:
-            limit = (
-                self.fuzzy_long_max if len(term) >= self.fuzzy_long_from else self.fuzzy_short_max
-            )
-            if token[0] == term[0] and _within_distance(token, term, limit):
+            if token[0] == term[0] and _within_distance(token, term, self._limit(term)):
+                return term
+        if token in self.fuzzy_symptoms:
+            return token
+        for term in self.fuzzy_symptoms:
+            if token[0] == term[0] and _within_distance(token, term, 1):
                 return term
         return token
+
+    def _join_split_names(self, tokens: list[str]) -> list[str]:
+        """Joins two or three short tokens that together spell a drug name ("let row zoll").
+
+        Only letters-only tokens of at most 6 letters are joined, starting with the name's
+        first letter, and only when the joined word is within the name's edit limit.
+        """
+        if not self.join_terms:
+            return tokens
+        out: list[str] = []
+        i = 0
+        while i < len(tokens):
+            joined_to = None
+            for size in (3, 2):
+                parts = tokens[i : i + size]
+                if len(parts) < size or not all(p.isalpha() and len(p) <= 6 for p in parts):
+                    continue
+                word = "".join(parts)
+                term = next(
+                    (
+                        t
+                        for t in self.join_terms
+                        if word[0] == t[0] and _within_distance(word, t, self._limit(t))
+                    ),
+                    None,
+                )
+                if term is not None:
+                    joined_to = (term, size)
+                    break
+            if joined_to is None:
+                out.append(tokens[i])
+                i += 1
+            else:
+                out.append(joined_to[0])
+                i += joined_to[1]
+        return out
 
 
 def _within_distance(a: str, b: str, limit: int) -> bool:
@@ -493,6 +538,8 @@ def _normaliser(raw: Mapping[str, Any]) -> Normaliser:
         fuzzy_short_max=int(fuzzy.get("short_max", 1)),
         fuzzy_long_from=int(fuzzy.get("long_from", 8)),
         fuzzy_long_max=int(fuzzy.get("long_max", 2)),
+        fuzzy_symptoms=tuple(str(t) for t in fuzzy.get("symptoms", [])),
+        join_terms=tuple(str(t) for t in fuzzy.get("join_terms", [])),
     )
 
 
@@ -502,7 +549,7 @@ def rulebook(locale: str = DEFAULT_LOCALE) -> RuleBook:
     path = rules_path(locale)
     if not path.is_file():
         raise ContentError(f"missing safety rules {path}")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    raw = parse_yaml(path.read_text(encoding="utf-8")) or {}
     groups = raw.get("groups", {})
     third = groups.get("third_party")
     return RuleBook(
@@ -671,8 +718,9 @@ def detect(text: str, locale: str = DEFAULT_LOCALE) -> Detection:
 
 
 # Rule books read on every message besides her own locale's: Spanish (the next locale) and
-# German, French and Italian stop / unsubscribe phrases mixed into English.
-ALSO_READ: tuple[str, ...] = ("es", "de", "fr", "it")
+# German, French, Italian and Portuguese signs and phrases mixed into English (a book that
+# does not exist yet is skipped).
+ALSO_READ: tuple[str, ...] = ("es", "de", "fr", "it", "pt")
 
 
 def read_text(text: str, locale: str = DEFAULT_LOCALE) -> Detection:
