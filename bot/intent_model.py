@@ -6,8 +6,11 @@ path: it only makes the bot ask one short clarifying question (`handlers.clarify
 
 The model is trained with scikit-learn as a development tool (`make train-intent`, see
 `bot/devtools/train_intent.py`) and exported to `content/safety/intent_model_<locale>.json`:
-vocabulary, idf, coefficients and intercepts. This module reproduces scikit-learn's
-`TfidfVectorizer(analyzer="char_wb", sublinear_tf=True, norm="l2")` and the multinomial
+vocabulary, idf, coefficients and intercepts. Its features are two blocks side by side, as
+scikit-learn's `FeatureUnion` puts them: character n-grams
+(`TfidfVectorizer(analyzer="char_wb", sublinear_tf=True, norm="l2")`) and, when the file has
+them, word unigrams and bigrams (`analyzer="word"`, the default token pattern), each block
+normalised on its own. This module reproduces both and the multinomial
 `LogisticRegression.predict_proba` exactly, so the bot needs neither numpy nor scikit-learn.
 A test checks the probabilities against scikit-learn on every labelled message.
 """
@@ -16,9 +19,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import unicodedata
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -67,6 +71,21 @@ def char_wb_ngrams(text: str, low: int, high: int) -> list[str]:
     return grams
 
 
+# scikit-learn's default token pattern for `analyzer="word"`: runs of two or more word characters.
+_WORD_TOKEN = re.compile(r"(?u)\b\w\w+\b")
+
+
+def word_ngrams(text: str, low: int, high: int) -> list[str]:
+    """Returns the word n-grams scikit-learn's `word` analyzer makes (no stop words)."""
+    tokens = _WORD_TOKEN.findall(text)
+    if high == 1:
+        return tokens
+    grams = list(tokens) if low == 1 else []
+    for n in range(max(low, 2), high + 1):
+        grams += [" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    return grams
+
+
 # When the model's emergency probability alone reaches this, it asks the symptom question
 # whatever the per-question bars say: a silent miss of an emergency costs far more than one
 # question too many. Chosen as "emergency is at least as likely as everything else together",
@@ -96,6 +115,9 @@ class IntentModel:
     ngram_range: tuple[int, int]
     thresholds: dict[str, float]
     meta: dict[str, Any]
+    # The word block (empty in a file without one): word n-gram -> (idf, weights).
+    word_features: dict[str, tuple[float, tuple[float, ...]]] = field(default_factory=dict)
+    word_ngram_range: tuple[int, int] = (1, 1)
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> IntentModel:
@@ -105,40 +127,35 @@ class IntentModel:
         if any(analyzer.get(k) != v for k, v in expected.items()):
             raise ValueError("intent model: only char_wb, sublinear tf and l2 norm are supported")
         low, high = analyzer["ngram_range"]
-        features = {
-            gram: (float(row[0]), tuple(float(w) for w in row[1:]))
-            for gram, row in raw["features"].items()
-        }
+        word = raw.get("word_analyzer")
+        if word is not None:
+            wanted = {"kind": "word", "sublinear_tf": True, "norm": "l2"}
+            if any(word.get(k) != v for k, v in wanted.items()):
+                raise ValueError("intent model: the word block must be sublinear tf, l2 norm")
+            if word.get("token_pattern") != _WORD_TOKEN.pattern:
+                raise ValueError("intent model: the word block's token pattern is not ours")
         return cls(
             version=str(raw["version"]),
             locale=str(raw["locale"]),
             classes=tuple(raw["classes"]),
             intercepts=tuple(float(b) for b in raw["intercepts"]),
-            features=features,
+            features=_weights(raw["features"]),
             ngram_range=(int(low), int(high)),
             thresholds={str(k): float(v) for k, v in raw["thresholds"].items()},
             meta=raw.get("meta", {}),
+            word_features=_weights(raw.get("word_features", {})),
+            word_ngram_range=(
+                (int(word["ngram_range"][0]), int(word["ngram_range"][1])) if word else (1, 1)
+            ),
         )
 
     def probabilities(self, text: str) -> dict[str, float]:
         """Returns each class's probability, as scikit-learn's `predict_proba` would."""
-        counts = Counter(
-            g for g in char_wb_ngrams(preprocess(text), *self.ngram_range) if g in self.features
-        )
+        clean = preprocess(text)
         scores = list(self.intercepts)
-        values: list[tuple[float, tuple[float, ...]]] = []
-        total = 0.0
-        for gram, count in counts.items():
-            idf, weights = self.features[gram]
-            value = (1.0 + math.log(count)) * idf
-            values.append((value, weights))
-            total += value * value
-        norm = math.sqrt(total)
-        if norm > 0.0:
-            for value, weights in values:
-                share = value / norm
-                for i, w in enumerate(weights):
-                    scores[i] += share * w
+        _add_block(scores, char_wb_ngrams(clean, *self.ngram_range), self.features)
+        if self.word_features:
+            _add_block(scores, word_ngrams(clean, *self.word_ngram_range), self.word_features)
         top = max(scores)
         exps = [math.exp(s - top) for s in scores]
         whole = sum(exps)
@@ -165,6 +182,33 @@ class IntentModel:
                 label = max(members, key=lambda c: probs[c])
                 return Suspicion(group, label, round(score, 3), self.version)
         return None
+
+
+def _weights(raw: dict[str, list[float]]) -> dict[str, tuple[float, tuple[float, ...]]]:
+    """Reads a block of exported features: gram -> [idf, weight per class]."""
+    return {gram: (float(row[0]), tuple(float(w) for w in row[1:])) for gram, row in raw.items()}
+
+
+def _add_block(
+    scores: list[float],
+    grams: list[str],
+    features: dict[str, tuple[float, tuple[float, ...]]],
+) -> None:
+    """Adds one block's contribution: sublinear tf-idf of its grams, l2-normalised alone."""
+    counts = Counter(g for g in grams if g in features)
+    values: list[tuple[float, tuple[float, ...]]] = []
+    total = 0.0
+    for gram, count in counts.items():
+        idf, weights = features[gram]
+        value = (1.0 + math.log(count)) * idf
+        values.append((value, weights))
+        total += value * value
+    norm = math.sqrt(total)
+    if norm > 0.0:
+        for value, weights in values:
+            share = value / norm
+            for i, w in enumerate(weights):
+                scores[i] += share * w
 
 
 def model_path(locale: str) -> Path:

@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from bot import intent, intent_model
-from bot.intent_model import IntentModel, char_wb_ngrams, preprocess
+from bot.intent_model import IntentModel, char_wb_ngrams, preprocess, word_ngrams
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELLED = ROOT / "tests" / "data" / "intent_labelled_en.yaml"
@@ -34,33 +35,51 @@ def model() -> IntentModel:
     return loaded
 
 
-def _sklearn_form(model: IntentModel) -> tuple[TfidfVectorizer, LogisticRegression]:
+def _sklearn_form(
+    model: IntentModel,
+) -> tuple[TfidfVectorizer, TfidfVectorizer, LogisticRegression]:
     """Rebuilds the exported (pruned, rounded) model as scikit-learn objects."""
-    vocabulary = sorted(model.features)
-    vectorizer = TfidfVectorizer(
+    chars, words = sorted(model.features), sorted(model.word_features)
+    char_block = TfidfVectorizer(
         analyzer="char_wb",
         ngram_range=model.ngram_range,
         preprocessor=preprocess,
         sublinear_tf=True,
         norm="l2",
-        vocabulary=vocabulary,
+        vocabulary=chars,
     )
-    vectorizer.idf_ = np.array([model.features[g][0] for g in vocabulary])
+    char_block.idf_ = np.array([model.features[g][0] for g in chars])
+    word_block = TfidfVectorizer(
+        analyzer="word",
+        ngram_range=model.word_ngram_range,
+        preprocessor=preprocess,
+        sublinear_tf=True,
+        norm="l2",
+        vocabulary=words,
+    )
+    word_block.idf_ = np.array([model.word_features[g][0] for g in words])
     classifier = LogisticRegression()
     classifier.classes_ = np.array(model.classes)
     classifier.coef_ = np.array(
-        [[model.features[g][1][i] for g in vocabulary] for i in range(len(model.classes))]
+        [
+            [model.features[g][1][i] for g in chars]
+            + [model.word_features[g][1][i] for g in words]
+            for i in range(len(model.classes))
+        ]
     )
     classifier.intercept_ = np.array(model.intercepts)
-    return vectorizer, classifier
+    return char_block, word_block, classifier
 
 
 def test_exported_model_gives_scikit_learns_probabilities_on_every_labelled_message(
     model: IntentModel,
 ) -> None:
-    vectorizer, classifier = _sklearn_form(model)
+    char_block, word_block, classifier = _sklearn_form(model)
+    assert model.word_features, "the model has a word block"
     texts = [m["text"] for m in _all_labelled()]
-    expected = classifier.predict_proba(vectorizer.transform(texts))
+    # Side by side, each block normalised alone: what scikit-learn's FeatureUnion does.
+    x = sparse.hstack([char_block.transform(texts), word_block.transform(texts)], format="csr")
+    expected = classifier.predict_proba(x)
     for text, row in zip(texts, expected, strict=True):
         got = model.probabilities(text)
         assert [got[c] for c in model.classes] == pytest.approx(list(row), abs=1e-9), text
@@ -76,6 +95,17 @@ def test_char_ngrams_match_scikit_learns_analyzer(text: str) -> None:
     assert char_wb_ngrams(preprocess(text), 2, 5) == analyzer(text)
 
 
+@pytest.mark.parametrize(
+    "text", ["Can't  STOP\tthinking", "Café — naïve’s", "a", "", "I  x", "don't stop, 2 x 38.5"]
+)
+@pytest.mark.parametrize("ngrams", [(1, 1), (1, 2), (2, 3)])
+def test_word_ngrams_match_scikit_learns_analyzer(text: str, ngrams: tuple[int, int]) -> None:
+    analyzer = TfidfVectorizer(
+        analyzer="word", ngram_range=ngrams, preprocessor=preprocess
+    ).build_analyzer()
+    assert word_ngrams(preprocess(text), *ngrams) == analyzer(text)
+
+
 def test_model_file_is_small_and_its_version_names_its_content() -> None:
     assert MODEL_FILE.stat().st_size < 150_000
     raw = json.loads(MODEL_FILE.read_text(encoding="utf-8"))
@@ -89,6 +119,8 @@ def test_model_file_is_small_and_its_version_names_its_content() -> None:
         "heldout_4",
         "heldout_5",
         "heldout_6",
+        "heldout_7",
+        "heldout_8",
     }
     assert meta["replays_pooled"]["emergency_to_stop"] == 0
     docs = (ROOT / "docs" / "intent.md").read_text(encoding="utf-8")
