@@ -51,8 +51,10 @@ typecheck: $(STAMP) ## mypy on bot/ and handlers/
 # Two pytest-xdist workers (this machine has two cores); PYTEST_WORKERS=0 runs in one process.
 PYTEST_WORKERS ?= 2
 
+# Bytecode caching on even where the shell turns it off (PYTHONDONTWRITEBYTECODE=1): the tests
+# start the bot as a process dozens of times, and each start would compile the whole checkout.
 pytest: $(STAMP) ## Run the tests (PostgreSQL ones need TEST_POSTGRES_URL)
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 train-intent: $(STAMP) ## Retrain the intent model (scikit-learn) and write content/safety/intent_model_en.json
 	$(BIN)/python -m bot.devtools.train_intent
