@@ -39,6 +39,7 @@ _SENTENCE_BREAK = re.compile(r"(?:(?<!\d)\.|\.(?!\d)|[!?;\n])+")
 # Clause breaks inside a sentence: commas, colons, spaced dashes and "but".
 _CLAUSE_BREAK = re.compile(r"[,:]+|\s[-–—]+\s|\bbut\b")
 _NON_WORD = re.compile(r"[^a-z0-9]+")
+_FIRST_PERSON = re.compile(r"\b(?:me|my|myself)\b")
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ class Normaliser:
     def sentences(self, text: str) -> list[list[str]]:
         """Splits text into sentences of normalised clauses (empty ones dropped)."""
         found = []
-        for sentence in _SENTENCE_BREAK.split(self.fold(text)):
+        for sentence in _SENTENCE_BREAK.split(_ELLIPSIS.sub(" ", self.fold(text))):
             parts = [self.clean(p) for p in _CLAUSE_BREAK.split(sentence)]
             if any(parts):
                 found.append([p for p in parts if p])
@@ -310,30 +311,49 @@ def _cue_regex(cues: Iterable[object]) -> re.Pattern[str] | None:
     return re.compile(r"(?<![a-z0-9])(?:" + "|".join(map(re.escape, items)) + r")(?![a-z0-9])")
 
 
-def parse_negations(raw: Mapping[str, Any]) -> dict[str, NegationProfile]:
-    """Reads the named negation profiles of a rules file."""
+def parse_negations(
+    raw: Mapping[str, Any], groups: Mapping[str, Any] | None = None
+) -> dict[str, NegationProfile]:
+    """Reads the named negation profiles of a rules file.
+
+    With `groups`, a subject cue may be followed by one of its body parts (the group
+    `subject_part`): "my husband's calf swells" has the husband as its subject.
+    """
+    parts = (groups or {}).get("subject_part")
+    tail = expand("{subject_part}", groups or {}) if parts else None
     return {
         name: NegationProfile(
             window=int(spec.get("window", 3)),
             before=_cue_regex(spec.get("before", [])),
             after=_cue_regex(spec.get("after", [])),
             past=tuple(str(k) for k in spec.get("past", [])),
-            others=_others_regex(spec.get("others", [])),
+            others=_others_regex(spec.get("others", []), tail),
         )
         for name, spec in raw.items()
     }
 
 
-def _others_regex(cues: Iterable[object]) -> re.Pattern[str] | None:
-    """Compiles subject cues that must end the text before a match (an auxiliary may follow)."""
+def _others_regex(cues: Iterable[object], part: str | None = None) -> re.Pattern[str] | None:
+    """Compiles subject cues that must end the text before a match (an auxiliary may follow,
+    and, with `part`, one of the subject's body parts: "my son's knee")."""
     found = _cue_regex(cues)
     if found is None:
         return None
+    owned = (
+        ""
+        if part is None
+        else r"(?:(?: (?:left|right|lower|upper|bad|poor|old|own|whole|big|little))*"
+        + r" (?:"
+        + part
+        + r")s?)?"
+    )
     # Also the second verb of the same subject: "my friend fell and (could not get up)".
     return re.compile(
         found.pattern
+        + owned
         + r"(?: (?:has|had|have|just|also|was|is|did|then|a|an|got|caught|been|getting"
-        + r"|having|running))*"
+        + r"|having|running|went|gone|goes|go|going|feels|felt|looks|looked|keeps|turned"
+        + r"|came|all))*"
         + r"(?:(?: (?!(?:i|me|my|and)\b)\S+){0,3} and)?"
         + r"\s*$"
     )
@@ -421,12 +441,23 @@ def is_negated(
         before = _blank(before, scope.pseudo)
         if scope.terminators is not None:
             before = scope.terminators.split(before)[-1]
-    if profile.others is not None and profile.others.search(clause[: match.start()]):
+    # "he found me on the floor": the sign is hers whoever the subject is.
+    if (
+        profile.others is not None
+        and not _FIRST_PERSON.search(match.group())
+        and profile.others.search(clause[: match.start()])
+    ):
         return True
     before = " ".join(before.split()[-profile.window :])
     if profile.before is not None and profile.before.search(before):
         return True
     return profile.after is not None and bool(profile.after.search(clause[match.end() :]))
+
+
+# The past-marker kind that names harmless causes of a sign (scope `past.benign`).
+_BENIGN = "benign"
+# An ellipsis joins a thought ("took the whole pack... of custard creams"): not a break.
+_ELLIPSIS = re.compile(r"\.{2,}|…")
 
 
 def _distant_year_gone(found: re.Match[str]) -> bool:
@@ -452,6 +483,19 @@ def is_past(
         return False
     clause = clauses[index]
     markers = [(kind, scope.past[kind]) for kind in profile.past if kind in scope.past]
+    # A harmless cause told with the sign ("numb from the baby sleeping on it", "could not
+    # breathe for laughing"): anywhere in its clause or a short clause after it, whatever
+    # else is said ("now" does not make laughing a sign).
+    benign = [pattern for kind, pattern in markers if kind == _BENIGN]
+    markers = [(kind, pattern) for kind, pattern in markers if kind != _BENIGN]
+    for pattern in benign:
+        if pattern.search(clause):
+            return True
+        for later in clauses[index + 1 :]:
+            if len(later.split()) > scope.follow_on_words:
+                break
+            if pattern.search(later):
+                return True
     own = False
     for kind, pattern in markers:
         for found in pattern.finditer(clause):
@@ -556,7 +600,7 @@ def rulebook(locale: str = DEFAULT_LOCALE) -> RuleBook:
         locale=str(raw.get("locale", locale)),
         normaliser=_normaliser(raw.get("normalise", {})),
         groups=groups,
-        negations=parse_negations(raw.get("negation", {})),
+        negations=parse_negations(raw.get("negation", {}), groups),
         rules=parse_rules(raw.get("rules", []), groups),
         third_party=compile_pattern("{third_party}", groups) if third else None,
         raw=raw,
