@@ -225,13 +225,25 @@ def load(locale: str) -> IntentModel | None:
     return IntentModel.from_json(json.loads(path.read_text(encoding="utf-8")))
 
 
+# Fewer words than this and the model is not asked: one or two words give it too little to
+# judge ("Late words" once read as an emergency because "words" is a stroke sign elsewhere),
+# and every short message of the labelled file that is not neutral is one the rules catch.
+MIN_WORDS = 3
+
+
+def enough_text(text: str) -> bool:
+    """Tells whether a message has enough words for the model to read (`MIN_WORDS`)."""
+    return len(_WORD_TOKEN.findall(preprocess(text))) >= MIN_WORDS
+
+
 def second_reading(text: str, detection: Detection, locale: str) -> Suspicion | None:
     """Asks the model only when the rules found nothing; its call only earns a question.
 
     "Nothing" is `Detection.undecided`: no signal, no neutral question the rules recognised,
-    and not a message in another language (those get their own replies).
+    and not a message in another language (those get their own replies). A message of fewer
+    than `MIN_WORDS` words is not read either.
     """
-    if not detection.undecided or not text.strip():
+    if not detection.undecided or not enough_text(text):
         return None
     model = load(locale)
     return model.suspect(text) if model is not None else None

@@ -107,7 +107,7 @@ async def test_rules_first_the_model_is_not_asked_when_they_found_something(
 
 @pytest.mark.parametrize(
     ("text", "ask"),
-    [("my zqsym hurts", SYMPTOM_ASK), ("zqstp", STOP_ASK), ("zqfew ok", FEWER_ASK)],
+    [("my zqsym hurts", SYMPTOM_ASK), ("oh zqstp again", STOP_ASK), ("zqfew ok then", FEWER_ASK)],
 )
 async def test_each_suspicion_gets_its_question_with_her_emergency_number(
     harness: Harness, tiny_model: IntentModel, text: str, ask: str
@@ -121,10 +121,21 @@ async def test_each_suspicion_gets_its_question_with_her_emergency_number(
     assert await alerts(h) == []
 
 
+async def test_one_or_two_words_are_left_to_the_rules_not_the_model(
+    harness: Harness, tiny_model: IntentModel
+) -> None:
+    h = harness
+    await make_active_participant(h.db)
+    for text in ("zqstp", "zqbad now"):  # the model alone would ask about both
+        await h.send(PATIENT, text)
+        assert "I can only understand button taps" in h.last(PATIENT).text
+    assert await questions(h) == []
+
+
 async def test_an_unsure_model_asks_nothing(harness: Harness, tiny_model: IntentModel) -> None:
     h = harness
     await make_active_participant(h.db)
-    await h.send(PATIENT, "zqlow")
+    await h.send(PATIENT, "well zqlow again")
     assert "I can only understand button taps" in h.last(PATIENT).text
     assert await questions(h) == []
 
@@ -160,7 +171,7 @@ async def test_yes_to_stopping_starts_the_doctor_first_path(
 ) -> None:
     h = harness
     await make_active_participant(h.db)
-    await h.send(PATIENT, "zqstp")
+    await h.send(PATIENT, "oh zqstp again")
     await h.press(PATIENT, "Yes")
     assert ASK_DOCTOR in h.last(PATIENT).text
     [alert] = await alerts(h)
@@ -173,7 +184,7 @@ async def test_no_to_stopping_is_thanked_and_alerts_nobody(
 ) -> None:
     h = harness
     await make_active_participant(h.db)
-    await h.send(PATIENT, "zqstp")
+    await h.send(PATIENT, "oh zqstp again")
     await h.press(PATIENT, "No")
     assert "Thank you for letting me know" in h.last(PATIENT).text
     assert await alerts(h) == []
@@ -184,7 +195,7 @@ async def test_yes_to_fewer_messages_offers_pause_or_leave(
 ) -> None:
     h = harness
     await make_active_participant(h.db)
-    await h.send(PATIENT, "zqfew ok")
+    await h.send(PATIENT, "zqfew ok then")
     await h.press(PATIENT, "Yes")
     assert [label for label, _ in h.last(PATIENT).buttons()] == [
         "Pause messages",
@@ -197,7 +208,7 @@ async def test_yes_to_fewer_messages_offers_pause_or_leave(
 async def test_no_to_fewer_messages_keeps_them(harness: Harness, tiny_model: IntentModel) -> None:
     h = harness
     await make_active_participant(h.db)
-    await h.send(PATIENT, "zqfew ok")
+    await h.send(PATIENT, "zqfew ok then")
     await h.press(PATIENT, "No")
     assert "Your messages stay as they are" in h.last(PATIENT).text
 
@@ -227,7 +238,7 @@ async def test_the_record_holds_codes_and_versions_never_her_words(
 async def test_a_second_press_changes_nothing(harness: Harness, tiny_model: IntentModel) -> None:
     h = harness
     await make_active_participant(h.db)
-    await h.send(PATIENT, "zqstp")
+    await h.send(PATIENT, "oh zqstp again")
     question = h.last(PATIENT)
     await h.press(PATIENT, "No", message=question)
     await h.press(PATIENT, "Yes", message=question)
@@ -243,7 +254,7 @@ async def test_someone_elses_question_cannot_be_answered(
     await make_active_participant(h.db)
     other = PATIENT + 1
     await make_active_participant(h.db, telegram_user_id=other)
-    await h.send(PATIENT, "zqstp")
+    await h.send(PATIENT, "oh zqstp again")
     _, data = h.find_button(PATIENT, "Yes")
     await h.press(other, data, message=h.last(PATIENT))
     assert h.fake.answered_callbacks[-1].get("text") == "This button is not for you."
@@ -258,7 +269,7 @@ async def test_an_emergency_is_never_sent_down_the_stopping_path_by_the_model(
     h = harness
     await make_active_participant(h.db)
     # Mostly "stop" to the model, with a real chance of an emergency: the symptom question.
-    await h.send(PATIENT, "zqemg")
+    await h.send(PATIENT, "oh zqemg again")
     reply = h.last(PATIENT)
     assert SYMPTOM_ASK in reply.text and EMERGENCY in reply.text
     assert STOP_ASK not in reply.text
@@ -276,7 +287,7 @@ async def test_a_likely_emergency_below_every_question_bar_is_still_asked_about(
 ) -> None:
     h = harness
     await make_active_participant(h.db)
-    await h.send(PATIENT, "zqbad")
+    await h.send(PATIENT, "oh zqbad again")
     reply = h.last(PATIENT)
     assert SYMPTOM_ASK in reply.text and EMERGENCY in reply.text
     [asked] = await questions(h)
@@ -299,7 +310,7 @@ async def test_during_a_checkin_no_brings_her_back_to_it(
     h = harness
     await make_active_participant(h.db)
     await h.command(PATIENT, "checkin")
-    await h.send(PATIENT, "zqstp")
+    await h.send(PATIENT, "oh zqstp again")
     assert STOP_ASK in h.last(PATIENT).text
     await h.press(PATIENT, "No")
     assert "back to your check-in" in h.last(PATIENT).text
@@ -311,7 +322,7 @@ async def test_deleting_her_data_removes_her_clarifying_questions(
 ) -> None:
     h = harness
     await make_active_participant(h.db)
-    await h.send(PATIENT, "zqstp")
+    await h.send(PATIENT, "oh zqstp again")
     assert len(await questions(h)) == 1
     await h.command(PATIENT, "delete_my_data")
     await h.press(PATIENT, "Yes, delete my data")
