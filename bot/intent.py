@@ -105,6 +105,9 @@ class Scope:
       that is over: "long gone", "all fine now"), `resumed` (back on the medicine).
     - `follow_on`: how a short next clause refers back to the match ("it", "that", "all"), so
       "a swollen ankle last summer, long gone" reads as one statement.
+    - `retort`: a next sentence that takes a sign word back as a joke ("sudden headache? nah
+      just the grandkids"): the matches of the sentence before it are switched off for the
+      profiles that accept harmless causes (a `benign` past kind).
     """
 
     pseudo: re.Pattern[str] | None = None
@@ -113,6 +116,7 @@ class Scope:
     past: Mapping[str, re.Pattern[str]] = field(default_factory=dict)
     follow_on: re.Pattern[str] | None = None
     follow_on_words: int = 6
+    retort: re.Pattern[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -381,6 +385,7 @@ def parse_scope(raw: Mapping[str, Any], groups: Mapping[str, Any]) -> Scope:
         past=past,
         follow_on=_marker_regex(raw.get("follow_on", []), groups),
         follow_on_words=int(raw.get("follow_on_words", 6)),
+        retort=_marker_regex(raw.get("retort", []), groups),
     )
 
 
@@ -454,8 +459,16 @@ def is_negated(
     return profile.after is not None and bool(profile.after.search(clause[match.end() :]))
 
 
-# The past-marker kind that names harmless causes of a sign (scope `past.benign`).
+# The past-marker kind that names harmless causes of a sign (scope `past.benign`); kinds named
+# `benign_<x>` are harmless causes too, for the profiles that list them ("benign_exertion").
 _BENIGN = "benign"
+
+
+def _is_benign(kind: str) -> bool:
+    """Tells whether a past-marker kind names harmless causes (read wherever told)."""
+    return kind == _BENIGN or kind.startswith(_BENIGN + "_")
+
+
 # An ellipsis joins a thought ("took the whole pack... of custard creams"): not a break.
 _ELLIPSIS = re.compile(r"\.{2,}|…")
 
@@ -486,8 +499,8 @@ def is_past(
     # A harmless cause told with the sign ("numb from the baby sleeping on it", "could not
     # breathe for laughing"): anywhere in its clause or a short clause after it, whatever
     # else is said ("now" does not make laughing a sign).
-    benign = [pattern for kind, pattern in markers if kind == _BENIGN]
-    markers = [(kind, pattern) for kind, pattern in markers if kind != _BENIGN]
+    benign = [pattern for kind, pattern in markers if _is_benign(kind)]
+    markers = [(kind, pattern) for kind, pattern in markers if not _is_benign(kind)]
     for pattern in benign:
         if pattern.search(clause):
             return True
@@ -587,7 +600,7 @@ def _normaliser(raw: Mapping[str, Any]) -> Normaliser:
     )
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=32)
 def rulebook(locale: str = DEFAULT_LOCALE) -> RuleBook:
     """Loads and compiles `content/safety/<locale>.yaml` (English when the locale has none)."""
     path = rules_path(locale)
@@ -650,10 +663,11 @@ def _combined(book: RuleBook, sentences: Sequence[Sequence[str]]) -> list[tuple[
     if not book.combinations:
         return []
     seen: set[str] = set()
-    for sentence in sentences:
+    retracted = _retracted(book, sentences)
+    for number, sentence in enumerate(sentences):
         joined = [" , ".join(sentence)]
         for sign in book.signs:
-            if sign.id in seen:
+            if sign.id in seen or (number in retracted and _takes_back(book, sign)):
                 continue
             units = joined if sign.span == "sentence" else sentence
             if any(_fires(book, sign, units, i) == "sign" for i in range(len(units))):
@@ -663,6 +677,23 @@ def _combined(book: RuleBook, sentences: Sequence[Sequence[str]]) -> list[tuple[
         for c in book.combinations
         if all(x in seen for x in c.all) and sum(x in seen for x in c.any) >= c.least
     ]
+
+
+def _retracted(book: RuleBook, sentences: Sequence[Sequence[str]]) -> set[int]:
+    """Returns the sentence numbers that the next sentence takes back as a joke (`retort`)."""
+    if book.scope.retort is None:
+        return set()
+    return {
+        n
+        for n in range(len(sentences) - 1)
+        if sentences[n + 1] and book.scope.retort.search(sentences[n + 1][0])
+    }
+
+
+def _takes_back(book: RuleBook, rule: Rule) -> bool:
+    """Tells whether a retort may switch a rule off: its profile accepts harmless causes."""
+    profile = book.negations.get(rule.negation) if rule.negation else None
+    return profile is not None and _BENIGN in profile.past
 
 
 def normalise(text: str, locale: str = DEFAULT_LOCALE) -> str:
@@ -721,6 +752,7 @@ def detect(text: str, locale: str = DEFAULT_LOCALE) -> Detection:
     # Where each rule fired (sentence numbers); a combination reads the whole message (-1),
     # which is one sentence when the message is.
     where: dict[str, set[int]] = {}
+    retracted = _retracted(book, sentences)
     for found_kind, rid in _combined(book, sentences):
         fired.add((found_kind, rid))
         where.setdefault(rid, set()).add(0 if len(sentences) == 1 else -1)
@@ -732,7 +764,9 @@ def detect(text: str, locale: str = DEFAULT_LOCALE) -> Detection:
                 found = _fires(book, rule, units, index)
                 if found == "stop_intent_weak~reported":
                     fired.add(("stop_intent_weak", rule.id + "~reported"))
-                elif found == _DISMISSED:
+                elif found == _DISMISSED or (
+                    found is not None and number in retracted and _takes_back(book, rule)
+                ):
                     dismissed.add(rule.id)
                 elif found is not None:
                     fired.add((found, rule.id))
@@ -764,7 +798,7 @@ def detect(text: str, locale: str = DEFAULT_LOCALE) -> Detection:
 # Rule books read on every message besides her own locale's: Spanish (the next locale) and
 # German, French, Italian and Portuguese signs and phrases mixed into English (a book that
 # does not exist yet is skipped).
-ALSO_READ: tuple[str, ...] = ("es", "de", "fr", "it", "pt")
+ALSO_READ: tuple[str, ...] = ("es", "de", "fr", "it", "pt", "nl", "tl", "hi")
 
 
 def read_text(text: str, locale: str = DEFAULT_LOCALE) -> Detection:
