@@ -122,6 +122,7 @@ def test_model_file_is_small_and_its_version_names_its_content() -> None:
         "heldout_7",
         "heldout_8",
         "heldout_9",
+        "heldout_10",
     }
     assert meta["replays_pooled"]["emergency_to_stop"] == 0
     docs = (ROOT / "docs" / "intent.md").read_text(encoding="utf-8")
