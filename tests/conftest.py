@@ -200,6 +200,19 @@ def pg_url() -> Iterator[str]:
         admin.dispose()
 
 
+# Files whose tests mostly wait on real time (a bot process answering at Telegram's pace, a
+# real clock minute): started first, so that their waits overlap the rest of the suite on the
+# other worker instead of being its last minute. (The PostgreSQL worker tests keep their place:
+# they are busy, not waiting.)
+WAITING_FILES = ("test_run_e2e.py", "test_care_team_e2e.py")
+
+
+def pytest_collection_modifyitems(session: Any, config: Any, items: list[Any]) -> None:
+    """Moves the tests that wait on real time to the front (a stable sort: same order on every
+    xdist worker, as it must be)."""
+    items.sort(key=lambda item: item.path.name not in WAITING_FILES)
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any) -> None:
     """Under CI (FAIL_ON_SKIP=1) a skipped test fails the run: PostgreSQL must be tested."""
     skipped = terminalreporter.stats.get("skipped", [])
