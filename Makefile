@@ -67,6 +67,7 @@ bench: $(STAMP) ## Run the benchmarks in bench/ (dispatch needs PostgreSQL; seve
 	$(BIN)/python bench/dispatch_bench.py
 	$(BIN)/python bench/broadcast_bench.py
 	$(BIN)/python bench/export_bench.py
+	$(BIN)/python bench/pytest_workers_bench.py
 
 clean: ## Remove .venv and caches (keeps data/)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
