@@ -50,10 +50,14 @@ class SlowBotApiServer(FakeBotApiServer):
     """The fake server, taking SEND_DELAY per send, as a real network round trip would."""
 
     def answer(self, method: str, params: dict[str, Any], token: str) -> tuple[int, Any]:
-        """Waits a little on sends, then answers like the fake."""
+        """Answers like the fake (which stamps a send as accepted on arrival, as Telegram
+        counts it), then holds the answer a little on sends: the way back. Sleeping first
+        made the stamps carry the sleep's own jitter on a busy machine, and two sends paced
+        35 ms apart could be stamped in the same instant."""
+        answered = super().answer(method, params, token)
         if method.startswith("send"):
             time.sleep(SEND_DELAY)
-        return super().answer(method, params, token)
+        return answered
 
 
 async def seed(db: Database, n: int) -> None:
