@@ -9,8 +9,8 @@ from pathlib import Path
 import yaml
 from sqlmodel import select
 
-from bench.score_intent import markers, paths_of
-from bot.models import Alert
+from bench.score_intent import markers, paths_of, top_path
+from bot.models import Alert, ClarifyingQuestion
 from tests.conftest import PATIENT, Harness
 from tests.factories import make_active_participant
 
@@ -22,6 +22,34 @@ async def reply_paths(h: Harness, text: str) -> set[str]:
     await make_active_participant(h.db)
     await h.send(PATIENT, text)
     return paths_of(h.texts(PATIENT), markers())
+
+
+async def answered_on(h: Harness, text: str, path: str) -> set[str]:
+    """Types `text`; checks that the most serious reply path she was shown is `path`."""
+    seen = await reply_paths(h, text)
+    assert top_path(seen) == path, seen
+    return seen
+
+
+async def gets_emergency(h: Harness, text: str, *, alert: str = "emergency") -> None:
+    """Types `text`; checks the emergency reply and the urgent alert of that kind."""
+    await answered_on(h, text, "emergency")
+    assert await alerts(h, alert)
+
+
+async def gets_red_flag(h: Harness, text: str) -> None:
+    """Types `text`; checks the red-flag reply and alert, and that it raised no emergency."""
+    await answered_on(h, text, "red_flag")
+    assert await alerts(h, "red_flag")
+    assert not await alerts(h, "emergency")
+
+
+async def gets_weak_question(h: Harness, text: str) -> None:
+    """Types `text`; checks the stopping question, recorded as a weak doubt."""
+    await answered_on(h, text, "clarify")
+    async with h.db.session() as session:
+        [row] = (await session.exec(select(ClarifyingQuestion))).all()
+    assert row.suspected == "stop_intent_weak"
 
 
 async def alerts(h: Harness, kind: str) -> list[Alert]:

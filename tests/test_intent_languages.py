@@ -14,7 +14,7 @@ import pytest
 from bench.score_intent import top_path
 from bot.intent import read_text
 from tests.conftest import Harness
-from tests.intent_steps import alerts, in_labelled_set, reply_paths
+from tests.intent_steps import alerts, answered_on, gets_red_flag, in_labelled_set, reply_paths
 
 # (kind, text) for each language, sign by sign.
 SPANISH = [
@@ -257,9 +257,7 @@ EMERGENCIES_THROUGH_HANDLERS = [
 async def test_an_emergency_in_another_language_gets_the_emergency_reply(
     harness: Harness, text: str
 ) -> None:
-    h = harness
-    seen = await reply_paths(h, text)
-    assert top_path(seen) == "emergency", seen
+    await answered_on(harness, text, "emergency")
 
 
 # Another book's rules are named "es:emergency.breathing": the alert must still be raised, with
@@ -295,11 +293,7 @@ RED_FLAGS_THROUGH_HANDLERS = [
 async def test_a_red_flag_in_another_language_gets_the_red_flag_reply(
     harness: Harness, text: str
 ) -> None:
-    h = harness
-    seen = await reply_paths(h, text)
-    assert top_path(seen) == "red_flag", seen
-    assert await alerts(h, "red_flag")
-    assert not await alerts(h, "emergency")
+    await gets_red_flag(harness, text)
 
 
 async def test_a_denied_sign_in_another_language_raises_no_alert(harness: Harness) -> None:

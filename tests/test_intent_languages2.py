@@ -17,7 +17,7 @@ from bench.score_intent import top_path
 from bot.intent import read_text
 from bot.langid import identify
 from tests.conftest import Harness
-from tests.intent_steps import alerts, in_labelled_set, reply_paths
+from tests.intent_steps import alerts, answered_on, in_labelled_set, reply_paths
 
 # (kind, text) for each language, kind by kind.
 DUTCH = [
@@ -185,9 +185,7 @@ STOPPING_THROUGH_HANDLERS = [
 async def test_stopping_in_these_languages_starts_the_doctor_first_path(
     harness: Harness, text: str
 ) -> None:
-    h = harness
-    seen = await reply_paths(h, text)
-    assert top_path(seen) == "doctor_first", seen
+    await answered_on(harness, text, "doctor_first")
 
 
 EMERGENCIES_THROUGH_HANDLERS = [
@@ -228,9 +226,7 @@ UNSUBSCRIBE_THROUGH_HANDLERS = [
 async def test_stop_the_messages_in_these_languages_gets_the_pause_menu(
     harness: Harness, text: str
 ) -> None:
-    h = harness
-    seen = await reply_paths(h, text)
-    assert top_path(seen) == "unsubscribe", seen
+    await answered_on(harness, text, "unsubscribe")
 
 
 async def test_a_denied_sign_in_these_languages_raises_no_alert(harness: Harness) -> None:

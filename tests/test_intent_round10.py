@@ -16,13 +16,16 @@ ankle in the heat, another service, a change of make, a switch that is going wel
 from __future__ import annotations
 
 import pytest
-from sqlmodel import select
 
-from bench.score_intent import top_path
 from bot.intent import read_text
-from bot.models import ClarifyingQuestion
 from tests.conftest import Harness
-from tests.intent_steps import alerts, in_labelled_set, reply_paths
+from tests.intent_steps import (
+    answered_on,
+    gets_emergency,
+    gets_red_flag,
+    gets_weak_question,
+    in_labelled_set,
+)
 
 EMERGENCIES = [
     "mum slipped in the garden, her leg looks shorter than the other and her foot is turned out",
@@ -38,10 +41,7 @@ EMERGENCIES = [
 async def test_emergencies_told_as_red_flags_get_the_emergency_reply(
     harness: Harness, text: str
 ) -> None:
-    h = harness
-    seen = await reply_paths(h, text)
-    assert top_path(seen) == "emergency", seen
-    assert await alerts(h, "emergency")
+    await gets_emergency(harness, text)
 
 
 def test_wanting_to_end_it_with_letters_written_is_self_harm() -> None:
@@ -64,11 +64,7 @@ RED_FLAGS = [
 async def test_red_flags_in_plain_words_or_by_a_relative_get_the_red_flag_reply(
     harness: Harness, text: str
 ) -> None:
-    h = harness
-    seen = await reply_paths(h, text)
-    assert top_path(seen) == "red_flag", seen
-    assert await alerts(h, "red_flag")
-    assert not await alerts(h, "emergency")
+    await gets_red_flag(harness, text)
 
 
 STOPPING = [
@@ -97,9 +93,7 @@ STOPPING = [
 async def test_stopping_told_by_place_decision_or_for_her_starts_the_doctor_first_path(
     harness: Harness, text: str
 ) -> None:
-    h = harness
-    seen = await reply_paths(h, text)
-    assert top_path(seen) == "doctor_first", seen
+    await answered_on(harness, text, "doctor_first")
 
 
 WEAK = [
@@ -117,12 +111,7 @@ WEAK = [
 async def test_weak_doubts_and_a_friend_stopping_asked_about_get_the_clarifying_question(
     harness: Harness, text: str
 ) -> None:
-    h = harness
-    seen = await reply_paths(h, text)
-    assert top_path(seen) == "clarify", seen
-    async with h.db.session() as session:
-        [row] = (await session.exec(select(ClarifyingQuestion))).all()
-    assert row.suspected == "stop_intent_weak"
+    await gets_weak_question(harness, text)
 
 
 def test_asking_how_to_come_off_is_a_stop_signal() -> None:
@@ -142,9 +131,7 @@ UNSUBSCRIBE = [
 async def test_stop_the_messages_said_softly_or_as_leaving_gets_the_pause_menu(
     harness: Harness, text: str
 ) -> None:
-    h = harness
-    seen = await reply_paths(h, text)
-    assert top_path(seen) == "unsubscribe", seen
+    await answered_on(harness, text, "unsubscribe")
 
 
 NEUTRAL = [

@@ -19,7 +19,14 @@ from bot.intent import read_text
 from bot.models import Alert, ClarifyingQuestion
 from tests.conftest import PATIENT, Harness
 from tests.factories import make_active_participant
-from tests.intent_steps import alerts, in_labelled_set, reply_paths
+from tests.intent_steps import (
+    alerts,
+    answered_on,
+    gets_red_flag,
+    gets_weak_question,
+    in_labelled_set,
+    reply_paths,
+)
 
 EMERGENCIES = [
     # Combinations of signs, no key word alone.
@@ -92,10 +99,7 @@ RED_FLAGS = [
 async def test_red_flags_in_plain_words_get_the_red_flag_reply(
     harness: Harness, text: str
 ) -> None:
-    h = harness
-    seen = await reply_paths(h, text)
-    assert top_path(seen) == "red_flag", seen
-    assert await alerts(h, "red_flag")
+    await gets_red_flag(harness, text)
 
 
 STOPPING = [
@@ -120,9 +124,7 @@ STOPPING = [
 async def test_stopping_by_actions_and_plain_statements_starts_the_path(
     harness: Harness, text: str
 ) -> None:
-    h = harness
-    seen = await reply_paths(h, text)
-    assert top_path(seen) == "doctor_first", seen
+    await answered_on(harness, text, "doctor_first")
 
 
 async def test_stopping_and_no_messages_together_keep_the_doctor_first_path(
@@ -164,12 +166,7 @@ WEAK = [
 async def test_weak_doubts_get_the_recorded_clarifying_question(
     harness: Harness, text: str
 ) -> None:
-    h = harness
-    seen = await reply_paths(h, text)
-    assert top_path(seen) == "clarify", seen
-    async with h.db.session() as session:
-        [row] = (await session.exec(select(ClarifyingQuestion))).all()
-    assert row.suspected == "stop_intent_weak"
+    await gets_weak_question(harness, text)
 
 
 async def test_a_red_flag_with_a_weak_doubt_asks_the_recorded_question(harness: Harness) -> None:
@@ -210,9 +207,7 @@ UNSUBSCRIBE = [
 async def test_fewer_messages_or_leaving_without_stop_gets_the_pause_menu(
     harness: Harness, text: str
 ) -> None:
-    h = harness
-    seen = await reply_paths(h, text)
-    assert top_path(seen) == "unsubscribe", seen
+    await answered_on(harness, text, "unsubscribe")
 
 
 NEUTRAL = [

@@ -22,7 +22,14 @@ from bench.score_intent import markers, paths_of, top_path
 from bot.intent import read_text
 from bot.models import ClarifyingQuestion
 from tests.conftest import PATIENT, Harness
-from tests.intent_steps import alerts, in_labelled_set, reply_paths
+from tests.intent_steps import (
+    alerts,
+    answered_on,
+    gets_red_flag,
+    gets_weak_question,
+    in_labelled_set,
+    reply_paths,
+)
 
 EMERGENCIES = [
     # Someone unresponsive, told by a relative.
@@ -105,10 +112,7 @@ RED_FLAGS = [
 async def test_red_flags_in_plain_words_get_the_red_flag_reply(
     harness: Harness, text: str
 ) -> None:
-    h = harness
-    seen = await reply_paths(h, text)
-    assert top_path(seen) == "red_flag", seen
-    assert await alerts(h, "red_flag")
+    await gets_red_flag(harness, text)
 
 
 STOPPING = [
@@ -132,9 +136,7 @@ STOPPING = [
 async def test_stopping_on_days_by_count_sarcasm_or_decision_starts_the_path(
     harness: Harness, text: str
 ) -> None:
-    h = harness
-    seen = await reply_paths(h, text)
-    assert top_path(seen) == "doctor_first", seen
+    await answered_on(harness, text, "doctor_first")
 
 
 def test_a_decision_not_to_stop_is_not_stopping() -> None:
@@ -175,12 +177,7 @@ WEAK = [
 async def test_weak_doubts_get_the_recorded_clarifying_question(
     harness: Harness, text: str
 ) -> None:
-    h = harness
-    seen = await reply_paths(h, text)
-    assert top_path(seen) == "clarify", seen
-    async with h.db.session() as session:
-        [row] = (await session.exec(select(ClarifyingQuestion))).all()
-    assert row.suspected == "stop_intent_weak"
+    await gets_weak_question(harness, text)
 
 
 def test_asking_what_happens_if_i_stopped_is_stopping_talk() -> None:
@@ -215,9 +212,7 @@ UNSUBSCRIBE = [
 async def test_stop_the_messages_without_the_key_words_gets_the_pause_menu(
     harness: Harness, text: str
 ) -> None:
-    h = harness
-    seen = await reply_paths(h, text)
-    assert top_path(seen) == "unsubscribe", seen
+    await answered_on(harness, text, "unsubscribe")
 
 
 NEUTRAL = [

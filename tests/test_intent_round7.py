@@ -15,13 +15,17 @@ leave the study); and false alarms the new rules must not raise.
 from __future__ import annotations
 
 import pytest
-from sqlmodel import select
 
 from bench.score_intent import top_path
 from bot.intent import read_text
-from bot.models import ClarifyingQuestion
 from tests.conftest import Harness
-from tests.intent_steps import alerts, in_labelled_set, reply_paths
+from tests.intent_steps import (
+    answered_on,
+    gets_red_flag,
+    gets_weak_question,
+    in_labelled_set,
+    reply_paths,
+)
 
 WEAK = [
     # Years ahead as a burden.
@@ -50,12 +54,7 @@ WEAK = [
 async def test_weak_doubts_said_sideways_get_the_recorded_clarifying_question(
     harness: Harness, text: str
 ) -> None:
-    h = harness
-    seen = await reply_paths(h, text)
-    assert top_path(seen) == "clarify", seen
-    async with h.db.session() as session:
-        [row] = (await session.exec(select(ClarifyingQuestion))).all()
-    assert row.suspected == "stop_intent_weak"
+    await gets_weak_question(harness, text)
 
 
 STOPPING = [
@@ -76,9 +75,7 @@ STOPPING = [
 async def test_stopping_told_indirectly_starts_the_doctor_first_path(
     harness: Harness, text: str
 ) -> None:
-    h = harness
-    seen = await reply_paths(h, text)
-    assert top_path(seen) == "doctor_first", seen
+    await answered_on(harness, text, "doctor_first")
 
 
 async def test_an_overdose_by_the_handful_gets_the_emergency_reply(harness: Harness) -> None:
@@ -102,10 +99,7 @@ RED_FLAGS = [
 async def test_red_flags_in_plain_or_clinical_words_get_the_red_flag_reply(
     harness: Harness, text: str
 ) -> None:
-    h = harness
-    seen = await reply_paths(h, text)
-    assert top_path(seen) == "red_flag", seen
-    assert await alerts(h, "red_flag")
+    await gets_red_flag(harness, text)
 
 
 UNSUBSCRIBE = [
@@ -120,9 +114,7 @@ UNSUBSCRIBE = [
 async def test_stop_the_messages_told_softly_gets_the_pause_menu(
     harness: Harness, text: str
 ) -> None:
-    h = harness
-    seen = await reply_paths(h, text)
-    assert top_path(seen) == "unsubscribe", seen
+    await answered_on(harness, text, "unsubscribe")
 
 
 NEUTRAL = [

@@ -16,13 +16,16 @@ false alarms the new rules must not raise.
 from __future__ import annotations
 
 import pytest
-from sqlmodel import select
 
-from bench.score_intent import top_path
 from bot.intent import normalise, read_text
-from bot.models import ClarifyingQuestion
 from tests.conftest import Harness
-from tests.intent_steps import alerts, in_labelled_set, reply_paths
+from tests.intent_steps import (
+    answered_on,
+    gets_emergency,
+    gets_red_flag,
+    gets_weak_question,
+    in_labelled_set,
+)
 
 
 def test_phone_spellings_and_split_drug_names_are_normalised() -> None:
@@ -51,10 +54,7 @@ EMERGENCIES = [
 async def test_emergencies_told_in_plain_or_formal_words_get_the_emergency_reply(
     harness: Harness, text: str
 ) -> None:
-    h = harness
-    seen = await reply_paths(h, text)
-    assert top_path(seen) == "emergency", seen
-    assert await alerts(h, "emergency")
+    await gets_emergency(harness, text)
 
 
 SELF_HARM = [
@@ -68,10 +68,7 @@ SELF_HARM = [
 async def test_self_harm_told_by_its_method_or_plan_gets_the_urgent_reply(
     harness: Harness, text: str
 ) -> None:
-    h = harness
-    seen = await reply_paths(h, text)
-    assert top_path(seen) == "emergency", seen
-    assert await alerts(h, "self_harm")
+    await gets_emergency(harness, text, alert="self_harm")
 
 
 RED_FLAGS = [
@@ -92,11 +89,7 @@ RED_FLAGS = [
 async def test_red_flags_in_plain_words_get_the_red_flag_reply(
     harness: Harness, text: str
 ) -> None:
-    h = harness
-    seen = await reply_paths(h, text)
-    assert top_path(seen) == "red_flag", seen
-    assert await alerts(h, "red_flag")
-    assert not await alerts(h, "emergency")
+    await gets_red_flag(harness, text)
 
 
 STOPPING = [
@@ -117,9 +110,7 @@ STOPPING = [
 async def test_stopping_told_by_actions_or_time_starts_the_doctor_first_path(
     harness: Harness, text: str
 ) -> None:
-    h = harness
-    seen = await reply_paths(h, text)
-    assert top_path(seen) == "doctor_first", seen
+    await answered_on(harness, text, "doctor_first")
 
 
 WEAK = [
@@ -141,12 +132,7 @@ WEAK = [
 async def test_weak_doubts_said_sideways_get_the_recorded_clarifying_question(
     harness: Harness, text: str
 ) -> None:
-    h = harness
-    seen = await reply_paths(h, text)
-    assert top_path(seen) == "clarify", seen
-    async with h.db.session() as session:
-        [row] = (await session.exec(select(ClarifyingQuestion))).all()
-    assert row.suspected == "stop_intent_weak"
+    await gets_weak_question(harness, text)
 
 
 UNSUBSCRIBE = [
@@ -166,9 +152,7 @@ UNSUBSCRIBE = [
 async def test_stop_the_messages_without_stop_gets_the_pause_menu(
     harness: Harness, text: str
 ) -> None:
-    h = harness
-    seen = await reply_paths(h, text)
-    assert top_path(seen) == "unsubscribe", seen
+    await answered_on(harness, text, "unsubscribe")
 
 
 NEUTRAL = [

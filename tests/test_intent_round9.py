@@ -14,13 +14,16 @@ back to, by sarcasm; weak doubts said sideways; an overdose told with wanting it
 from __future__ import annotations
 
 import pytest
-from sqlmodel import select
 
-from bench.score_intent import top_path
 from bot.intent import read_text
-from bot.models import ClarifyingQuestion
 from tests.conftest import Harness
-from tests.intent_steps import alerts, in_labelled_set, reply_paths
+from tests.intent_steps import (
+    answered_on,
+    gets_emergency,
+    gets_red_flag,
+    gets_weak_question,
+    in_labelled_set,
+)
 
 EMERGENCIES = [
     "out of nowhere the worst pain in my head, I've thrown up twice since",
@@ -35,10 +38,7 @@ EMERGENCIES = [
 async def test_emergencies_told_by_their_signs_get_the_emergency_reply(
     harness: Harness, text: str
 ) -> None:
-    h = harness
-    seen = await reply_paths(h, text)
-    assert top_path(seen) == "emergency", seen
-    assert await alerts(h, "emergency")
+    await gets_emergency(harness, text)
 
 
 SELF_HARM = [
@@ -51,10 +51,7 @@ SELF_HARM = [
 async def test_an_overdose_with_wanting_it_over_gets_the_self_harm_reply(
     harness: Harness, text: str
 ) -> None:
-    h = harness
-    seen = await reply_paths(h, text)
-    assert top_path(seen) == "emergency", seen
-    assert await alerts(h, "self_harm")
+    await gets_emergency(harness, text, alert="self_harm")
 
 
 RED_FLAGS = [
@@ -73,11 +70,7 @@ RED_FLAGS = [
 async def test_red_flags_said_with_stopping_or_in_plain_words_get_the_red_flag_reply(
     harness: Harness, text: str
 ) -> None:
-    h = harness
-    seen = await reply_paths(h, text)
-    assert top_path(seen) == "red_flag", seen
-    assert await alerts(h, "red_flag")
-    assert not await alerts(h, "emergency")
+    await gets_red_flag(harness, text)
 
 
 def test_a_red_flag_told_with_stopping_also_starts_the_doctor_first_path() -> None:
@@ -103,9 +96,7 @@ STOPPING = [
 async def test_stopping_by_disposal_or_not_renewing_starts_the_doctor_first_path(
     harness: Harness, text: str
 ) -> None:
-    h = harness
-    seen = await reply_paths(h, text)
-    assert top_path(seen) == "doctor_first", seen
+    await answered_on(harness, text, "doctor_first")
 
 
 WEAK = [
@@ -125,12 +116,7 @@ WEAK = [
 async def test_weak_doubts_said_sideways_get_the_recorded_clarifying_question(
     harness: Harness, text: str
 ) -> None:
-    h = harness
-    seen = await reply_paths(h, text)
-    assert top_path(seen) == "clarify", seen
-    async with h.db.session() as session:
-        [row] = (await session.exec(select(ClarifyingQuestion))).all()
-    assert row.suspected == "stop_intent_weak"
+    await gets_weak_question(harness, text)
 
 
 UNSUBSCRIBE = [
@@ -147,9 +133,7 @@ UNSUBSCRIBE = [
 async def test_stop_the_messages_about_this_bot_gets_the_pause_menu(
     harness: Harness, text: str
 ) -> None:
-    h = harness
-    seen = await reply_paths(h, text)
-    assert top_path(seen) == "unsubscribe", seen
+    await answered_on(harness, text, "unsubscribe")
 
 
 NEUTRAL = [
