@@ -35,6 +35,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import alerts
 from bot.clock import now
+from bot.intent import rule_name
 from bot.models import (
     Alert,
     AlertStatus,
@@ -58,12 +59,6 @@ SELF_HARM = "self_harm"
 # Ids from another language's rule book carry its code first ("es:emergency.breathing").
 EMERGENCY_RULES = "emergency."
 SELF_HARM_RULES = "emergency.self_harm"
-
-
-def rule_name(rule_id: str) -> str:
-    """Returns a rule id without the rule book's language code ("es:x.y" -> "x.y")."""
-    book, sep, name = rule_id.partition(":")
-    return name if sep and len(book) == 2 and book.isalpha() else rule_id
 
 
 # Her answer to "Have you talked with your doctor about this?"

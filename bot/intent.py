@@ -801,6 +801,17 @@ def detect(text: str, locale: str = DEFAULT_LOCALE) -> Detection:
 ALSO_READ: tuple[str, ...] = ("es", "de", "fr", "it", "pt", "nl", "tl", "hi")
 
 
+def in_book(book: str, rule_id: str) -> str:
+    """Names a rule of another language's book, as `read_text` reports it ("es:emergency.x")."""
+    return f"{book}:{rule_id}"
+
+
+def rule_name(rule_id: str) -> str:
+    """Returns a rule id without its book's language code ("es:x.y" -> "x.y")."""
+    book, sep, name = rule_id.partition(":")
+    return name if sep and len(book) == 2 and book.isalpha() else rule_id
+
+
 def read_text(text: str, locale: str = DEFAULT_LOCALE) -> Detection:
     """Reads a message the way the bot does: her locale's rules, the other rule books, and
     the language it is written in. This is the rules detector the handlers call.
@@ -818,8 +829,8 @@ def read_text(text: str, locale: str = DEFAULT_LOCALE) -> Detection:
             continue
         found = detect(text, other)
         signals |= found.signals
-        matched |= {f"{other}:{rid}" for rid in found.matched}
-        dismissed |= {f"{other}:{rid}" for rid in found.dismissed}
+        matched |= {in_book(other, rid) for rid in found.matched}
+        dismissed |= {in_book(other, rid) for rid in found.dismissed}
     kind: Kind = next((k for k in PRECEDENCE if k in signals), "none")
     return Detection(
         kind=kind,

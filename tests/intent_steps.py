@@ -52,6 +52,14 @@ async def gets_weak_question(h: Harness, text: str) -> None:
     assert row.suspected == "stop_intent_weak"
 
 
+async def gets_no_safety_path(h: Harness, text: str) -> None:
+    """Types `text`; checks it got neither the emergency nor the red-flag reply, nor an alert."""
+    seen = await reply_paths(h, text)
+    assert top_path(seen) not in ("emergency", "red_flag"), seen
+    assert not await alerts(h, "emergency")
+    assert not await alerts(h, "red_flag")
+
+
 async def alerts(h: Harness, kind: str) -> list[Alert]:
     """Returns the alerts of one kind raised so far."""
     async with h.db.session() as session:

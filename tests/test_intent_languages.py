@@ -14,7 +14,14 @@ import pytest
 from bench.score_intent import top_path
 from bot.intent import read_text
 from tests.conftest import Harness
-from tests.intent_steps import alerts, answered_on, gets_red_flag, in_labelled_set, reply_paths
+from tests.intent_steps import (
+    alerts,
+    answered_on,
+    gets_no_safety_path,
+    gets_red_flag,
+    in_labelled_set,
+    reply_paths,
+)
 
 # (kind, text) for each language, sign by sign.
 SPANISH = [
@@ -297,11 +304,7 @@ async def test_a_red_flag_in_another_language_gets_the_red_flag_reply(
 
 
 async def test_a_denied_sign_in_another_language_raises_no_alert(harness: Harness) -> None:
-    h = harness
-    seen = await reply_paths(h, "no tengo fiebre ni dolor en el pecho, just checking in")
-    assert top_path(seen) not in ("emergency", "red_flag"), seen
-    assert not await alerts(h, "emergency")
-    assert not await alerts(h, "red_flag")
+    await gets_no_safety_path(harness, "no tengo fiebre ni dolor en el pecho, just checking in")
 
 
 def test_these_wordings_are_not_in_the_labelled_set() -> None:

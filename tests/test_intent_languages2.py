@@ -17,7 +17,13 @@ from bench.score_intent import top_path
 from bot.intent import read_text
 from bot.langid import identify
 from tests.conftest import Harness
-from tests.intent_steps import alerts, answered_on, in_labelled_set, reply_paths
+from tests.intent_steps import (
+    alerts,
+    answered_on,
+    gets_no_safety_path,
+    in_labelled_set,
+    reply_paths,
+)
 
 # (kind, text) for each language, kind by kind.
 DUTCH = [
@@ -230,11 +236,9 @@ async def test_stop_the_messages_in_these_languages_gets_the_pause_menu(
 
 
 async def test_a_denied_sign_in_these_languages_raises_no_alert(harness: Harness) -> None:
-    h = harness
-    seen = await reply_paths(h, "walang lagnat, hindi naman nahihirapang huminga, just tired")
-    assert top_path(seen) not in ("emergency", "red_flag"), seen
-    assert not await alerts(h, "emergency")
-    assert not await alerts(h, "red_flag")
+    await gets_no_safety_path(
+        harness, "walang lagnat, hindi naman nahihirapang huminga, just tired"
+    )
 
 
 def test_these_wordings_are_not_in_the_labelled_set() -> None:

@@ -59,8 +59,7 @@ def detect(text: str | None, participant: Participant | None) -> Detection:
 def is_self_harm(detection: Detection) -> bool:
     """Tells whether a self-harm rule fired (in any rule book)."""
     return any(
-        doctor_first.rule_name(rid).startswith(doctor_first.SELF_HARM_RULES)
-        for rid in detection.matched
+        intent.rule_name(rid).startswith(doctor_first.SELF_HARM_RULES) for rid in detection.matched
     )
 
 
