@@ -23,7 +23,7 @@ class ContentError(Exception):
 
 
 # libyaml's parser when PyYAML was built with it (the PyPI wheels are): the same documents,
-# about ten times faster than the pure-Python one, which start-up and every test pay for.
+# faster than the pure-Python one, which start-up and every test pay for.
 _SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
