@@ -108,6 +108,15 @@ class Scope:
     - `retort`: a next sentence that takes a sign word back as a joke ("sudden headache? nah
       just the grandkids"): the matches of the sentence before it are switched off for the
       profiles that accept harmless causes (a `benign` past kind).
+    - `verdict`: named marker lists (by past kind, `settled` or `resumed`) for a plain outcome
+      told later in the same sentence, however long the clause that tells it: "had a fall in
+      March, broke my wrist, all healed now and the cast is long off", "thought I had a lump
+      but the GP checked and it is just a cyst", "was thinking of stopping but I talked to
+      the nurse and I am carrying on". It switches the match off unless something current is
+      left in the rest of the sentence once the markers are taken out.
+    - `verdict_when`: for a verdict kind, words its match's own clause must hold: carrying on
+      answers a doubt told in the past ("I was thinking of stopping"), not a present one ("I
+      don't want to take them but I will keep going" is still a doubt).
     """
 
     pseudo: re.Pattern[str] | None = None
@@ -117,6 +126,8 @@ class Scope:
     follow_on: re.Pattern[str] | None = None
     follow_on_words: int = 6
     retort: re.Pattern[str] | None = None
+    verdict: Mapping[str, re.Pattern[str]] = field(default_factory=dict)
+    verdict_when: Mapping[str, re.Pattern[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -351,7 +362,8 @@ def _others_regex(cues: Iterable[object], part: str | None = None) -> re.Pattern
         + part
         + r")s?)?"
     )
-    # Also the second verb of the same subject: "my friend fell and (could not get up)".
+    # Also the second verb of the same subject: "my friend fell and (could not get up)", and
+    # where the subject went with it: "my neighbour was taken to hospital with (chest pains)".
     return re.compile(
         found.pattern
         + owned
@@ -359,6 +371,8 @@ def _others_regex(cues: Iterable[object], part: str | None = None) -> re.Pattern
         + r"|having|running|went|gone|goes|go|going|feels|felt|looks|looked|keeps|turned"
         + r"|came|all))*"
         + r"(?:(?: (?!(?:i|me|my|and)\b)\S+){0,3} and)?"
+        + r"(?:(?: (?!(?:i|me|my|mum|mom|she|her|we|us)\b)\S+){0,5}"
+        + r" (?:with|complaining of|because of)(?: (?:a|an|the|some|bad|severe|terrible))?)?"
         + r"\s*$"
     )
 
@@ -386,6 +400,16 @@ def parse_scope(raw: Mapping[str, Any], groups: Mapping[str, Any]) -> Scope:
         follow_on=_marker_regex(raw.get("follow_on", []), groups),
         follow_on_words=int(raw.get("follow_on_words", 6)),
         retort=_marker_regex(raw.get("retort", []), groups),
+        verdict={
+            str(name): regex
+            for name, entries in raw.get("verdict", {}).items()
+            if (regex := _marker_regex(entries, groups)) is not None
+        },
+        verdict_when={
+            str(name): regex
+            for name, entries in raw.get("verdict_when", {}).items()
+            if (regex := _marker_regex(entries, groups)) is not None
+        },
     )
 
 
@@ -504,17 +528,21 @@ def is_past(
     for pattern in benign:
         if pattern.search(clause):
             return True
-        for later in clauses[index + 1 :]:
+        for number, later in enumerate(clauses[index + 1 :], start=index + 1):
             if len(later.split()) > scope.follow_on_words:
                 break
-            if pattern.search(later):
+            # Read in the short clause, and with the sign's clause before it too (a marker
+            # may refuse some words anywhere in them: "one side", "suddenly").
+            if pattern.search(later) and pattern.search(" , ".join(clauses[index : number + 1])):
                 return True
     own = False
     for kind, pattern in markers:
         for found in pattern.finditer(clause):
             if kind == "distant" and not _distant_year_gone(found):
                 continue
-            if kind != "distant" and found.start() < match.end():
+            # A settled marker after the match, or one that holds it ("just a fatty lump").
+            holds = found.start() <= match.start() and found.end() >= match.end()
+            if kind != "distant" and found.start() < match.end() and not holds:
                 continue
             own = True
     if own:
@@ -537,7 +565,33 @@ def is_past(
         for kind, pattern in markers:
             if kind != "distant" and pattern.search(later):
                 return scope.present is None or not scope.present.search(clause)
-    return False
+    return _told_outcome(clauses, index, match, profile, scope)
+
+
+def _told_outcome(
+    clauses: Sequence[str],
+    index: int,
+    match: re.Match[str],
+    profile: NegationProfile,
+    scope: Scope,
+) -> bool:
+    """Tells whether a plain outcome (`scope.verdict`) follows the match in its sentence and
+    nothing current is left in the rest of the sentence once the markers are taken out."""
+    verdicts = [
+        scope.verdict[kind]
+        for kind in profile.past
+        if kind in scope.verdict
+        and (kind not in scope.verdict_when or scope.verdict_when[kind].search(clauses[index]))
+    ]
+    if not verdicts:
+        return False
+    after = " , ".join([clauses[index][match.end() :], *clauses[index + 1 :]])
+    if not any(v.search(after) for v in verdicts):
+        return False
+    rest = " , ".join([clauses[index][match.start() :], *clauses[index + 1 :]])
+    for pattern in (*verdicts, *(scope.past[k] for k in profile.past if k in scope.past)):
+        rest = _blank(rest, pattern)
+    return scope.present is None or not scope.present.search(rest)
 
 
 @dataclass(frozen=True)
