@@ -61,6 +61,8 @@ SECTIONS = (
     "heldout_8",
     "heldout_9",
     "heldout_10",
+    "heldout_11",
+    "heldout_12",
 )
 # Commits whose PARENT holds the rules as they were when each blind round was written.
 ROUND_COMMITS = {
@@ -73,6 +75,8 @@ ROUND_COMMITS = {
     "heldout_8": "e8cb3de",
     "heldout_9": "6dcf201",
     "heldout_10": "4350f8b",
+    "heldout_11": "9d19d89",
+    "heldout_12": "f712f1e",
 }
 
 NGRAMS = (2, 5)
