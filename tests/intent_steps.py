@@ -4,12 +4,14 @@ wordings written for the method tests must not be in it)."""
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
+from typing import Any
 
-import yaml
 from sqlmodel import select
 
 from bench.score_intent import markers, paths_of, top_path
+from bot.content import parse_yaml
 from bot.models import Alert, ClarifyingQuestion
 from tests.conftest import PATIENT, Harness
 from tests.factories import make_active_participant
@@ -66,8 +68,21 @@ async def alerts(h: Harness, kind: str) -> list[Alert]:
         return list((await session.exec(select(Alert).where(Alert.kind == kind))).all())
 
 
+@cache
+def labelled_sections() -> dict[str, list[dict[str, Any]]]:
+    """The labelled set by section, parsed once per test process (libyaml: the file has
+    thousands of entries; do not change what it returns)."""
+    data: dict[str, list[dict[str, Any]]] = parse_yaml(LABELLED.read_text(encoding="utf-8"))
+    return data
+
+
+@cache
+def _labelled_texts() -> frozenset[str]:
+    sections = labelled_sections().values()
+    return frozenset(m["text"].strip().lower() for section in sections for m in section)
+
+
 def in_labelled_set(texts: list[str]) -> list[str]:
     """Returns the texts that also stand in the labelled set (case and spaces aside)."""
-    data = yaml.safe_load(LABELLED.read_text(encoding="utf-8"))
-    labelled = {m["text"].strip().lower() for section in data.values() for m in section}
+    labelled = _labelled_texts()
     return [t for t in texts if t.strip().lower() in labelled]

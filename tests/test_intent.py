@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from bot.intent import PRECEDENCE, detect, normalise, read_text, rulebook
+from bot.intent import PRECEDENCE, Detection, detect, normalise, read_text, rulebook
+from tests.intent_steps import labelled_sections
 
-LABELLED = Path(__file__).parent / "data" / "intent_labelled_en.yaml"
 SECTIONS = (
     "messages",
     "heldout",
@@ -26,7 +24,7 @@ CLASSES = (*PRECEDENCE, "none")
 
 def _labelled() -> list[dict[str, Any]]:
     """Returns every labelled message: the main set and the held-out rounds."""
-    data = yaml.safe_load(LABELLED.read_text(encoding="utf-8"))
+    data = labelled_sections()
     return [m for section in SECTIONS for m in data[section]]
 
 
@@ -43,9 +41,14 @@ def _ratio(num: int, den: int) -> float:
 
 
 @pytest.fixture(scope="module")
-def results() -> list[tuple[str, str]]:
+def readings() -> list[tuple[dict[str, Any], Detection]]:
     # Read as the handlers read (every rule book): round 5 mixes Spanish, German and French in.
-    return [(m["label"], read_text(m["text"]).kind) for m in _labelled()]
+    return [(m, read_text(m["text"])) for m in _labelled()]
+
+
+@pytest.fixture(scope="module")
+def results(readings: list[tuple[dict[str, Any], Detection]]) -> list[tuple[str, str]]:
+    return [(m["label"], found.kind) for m, found in readings]
 
 
 def test_labelled_set_is_large_and_uses_known_labels() -> None:
@@ -84,9 +87,10 @@ def test_every_labelled_message_is_classified_as_labelled(results: list[tuple[st
     assert len(misses) <= len(results) // 50, misses
 
 
-def test_lower_signals_of_mixed_messages_are_also_seen() -> None:
-    for m in _labelled():
-        found = read_text(m["text"])
+def test_lower_signals_of_mixed_messages_are_also_seen(
+    readings: list[tuple[dict[str, Any], Detection]],
+) -> None:
+    for m, found in readings:
         for extra in m.get("also", []):
             assert extra in found.signals, (m["text"], extra, found)
 
@@ -241,7 +245,7 @@ def test_every_english_labelled_message_reads_as_english() -> None:
 
     # Not rounds 5 and 6: they mix other languages in on purpose (and thanks in Spanish or
     # French rightly gets the "I read English" reply).
-    data = yaml.safe_load(LABELLED.read_text(encoding="utf-8"))
+    data = labelled_sections()
     mixed = ("heldout_5", "heldout_6")
     english = [m for section in SECTIONS if section not in mixed for m in data[section]]
     odd = [m["text"] for m in english if identify(m["text"]) not in ("en", "")]

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -18,14 +17,14 @@ from sklearn.linear_model import LogisticRegression
 from bot import intent, intent_model
 from bot.devtools.train_intent import ROUND_COMMITS
 from bot.intent_model import IntentModel, char_wb_ngrams, preprocess, word_ngrams
+from tests.intent_steps import labelled_sections
 
 ROOT = Path(__file__).resolve().parent.parent
-LABELLED = ROOT / "tests" / "data" / "intent_labelled_en.yaml"
 MODEL_FILE = ROOT / "content" / "safety" / "intent_model_en.json"
 
 
 def _all_labelled() -> list[dict[str, str]]:
-    raw = yaml.safe_load(LABELLED.read_text(encoding="utf-8"))
+    raw = labelled_sections()
     return [m for section in raw.values() if isinstance(section, list) for m in section]
 
 
