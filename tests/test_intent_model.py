@@ -7,17 +7,20 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import pytest
-from scipy import sparse
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
 
 from bot import intent, intent_model
-from bot.devtools.train_intent import ROUND_COMMITS
+from bot.devtools.intent_rounds import ROUND_COMMITS
 from bot.intent_model import IntentModel, char_wb_ngrams, preprocess, word_ngrams
 from tests.intent_steps import labelled_sections
+
+if TYPE_CHECKING:
+    # Imported where used: scikit-learn takes over a second to import, and every test
+    # worker imports every test module.
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_FILE = ROOT / "content" / "safety" / "intent_model_en.json"
@@ -39,6 +42,10 @@ def _sklearn_form(
     model: IntentModel,
 ) -> tuple[TfidfVectorizer, TfidfVectorizer, LogisticRegression]:
     """Rebuilds the exported (pruned, rounded) model as scikit-learn objects."""
+    import numpy as np
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
     chars, words = sorted(model.features), sorted(model.word_features)
     char_block = TfidfVectorizer(
         analyzer="char_wb",
@@ -74,6 +81,8 @@ def _sklearn_form(
 def test_exported_model_gives_scikit_learns_probabilities_on_every_labelled_message(
     model: IntentModel,
 ) -> None:
+    from scipy import sparse
+
     char_block, word_block, classifier = _sklearn_form(model)
     assert model.word_features, "the model has a word block"
     texts = [m["text"] for m in _all_labelled()]
@@ -89,6 +98,8 @@ def test_exported_model_gives_scikit_learns_probabilities_on_every_labelled_mess
     "text", ["Can't  STOP\tthinking", "Café — naïve’s", "a", "", "I  x", "don't\nknow"]
 )
 def test_char_ngrams_match_scikit_learns_analyzer(text: str) -> None:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
     analyzer = TfidfVectorizer(
         analyzer="char_wb", ngram_range=(2, 5), preprocessor=preprocess
     ).build_analyzer()
@@ -100,6 +111,8 @@ def test_char_ngrams_match_scikit_learns_analyzer(text: str) -> None:
 )
 @pytest.mark.parametrize("ngrams", [(1, 1), (1, 2), (2, 3)])
 def test_word_ngrams_match_scikit_learns_analyzer(text: str, ngrams: tuple[int, int]) -> None:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
     analyzer = TfidfVectorizer(
         analyzer="word", ngram_range=ngrams, preprocessor=preprocess
     ).build_analyzer()

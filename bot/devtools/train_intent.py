@@ -44,41 +44,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
 from bot import intent
+from bot.devtools.intent_rounds import ROUND_COMMITS, SECTIONS
 from bot.intent_model import EMERGENCY_ASK, GROUP_OF, GROUP_ORDER, enough_text, preprocess
 from bot.paths import REPO_DIR
 
 LABELLED = REPO_DIR / "tests" / "data" / "intent_labelled_en.yaml"
 OUT = REPO_DIR / "content" / "safety" / "intent_model_en.json"
-SECTIONS = (
-    "messages",
-    "heldout",
-    "heldout_2",
-    "heldout_3",
-    "heldout_4",
-    "heldout_5",
-    "heldout_6",
-    "heldout_7",
-    "heldout_8",
-    "heldout_9",
-    "heldout_10",
-    "heldout_11",
-    "heldout_12",
-)
-# Commits whose PARENT holds the rules as they were when each blind round was written.
-ROUND_COMMITS = {
-    "heldout_2": "736a869",
-    "heldout_3": "a468958",
-    "heldout_4": "c21527c",
-    "heldout_5": "2d47e28",
-    "heldout_6": "e076b16",
-    "heldout_7": "5e8f19c",
-    "heldout_8": "e8cb3de",
-    "heldout_9": "6dcf201",
-    "heldout_10": "4350f8b",
-    "heldout_11": "9d19d89",
-    "heldout_12": "f712f1e",
-}
-
 NGRAMS = (2, 5)
 WORD_NGRAMS = (1, 2)
 WORD_TOKEN = r"(?u)\b\w\w+\b"  # scikit-learn's default, which bot.intent_model reproduces
