@@ -117,6 +117,8 @@ class Scope:
     - `verdict_when`: for a verdict kind, words its match's own clause must hold: carrying on
       answers a doubt told in the past ("I was thinking of stopping"), not a present one ("I
       don't want to take them but I will keep going" is still a doubt).
+    - `returns`: a later clause of the sentence saying the sign is back or worse ("the swelling
+      went down overnight but it's back today"): a settled marker before it no longer counts.
     """
 
     pseudo: re.Pattern[str] | None = None
@@ -128,6 +130,7 @@ class Scope:
     retort: re.Pattern[str] | None = None
     verdict: Mapping[str, re.Pattern[str]] = field(default_factory=dict)
     verdict_when: Mapping[str, re.Pattern[str]] = field(default_factory=dict)
+    returns: re.Pattern[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,8 @@ class Rule:
     # spread over a comma ("I fell, I can't get up").
     span: str = "clause"
     # Rule ids (or id prefixes) this rule switches off when it fires: a question about taking
-    # the medicine correctly is not a question about stopping it.
+    # the medicine correctly is not a question about stopping it, and a request for fewer
+    # messages is not a schedule for her tablets.
     suppresses: tuple[str, ...] = ()
     # "sentence": switches off only rules that fired in its own sentence (an information
     # question must not hide signs she reports in the next sentence).
@@ -410,6 +414,7 @@ def parse_scope(raw: Mapping[str, Any], groups: Mapping[str, Any]) -> Scope:
             for name, entries in raw.get("verdict_when", {}).items()
             if (regex := _marker_regex(entries, groups)) is not None
         },
+        returns=_marker_regex(raw.get("returns", []), groups),
     )
 
 
@@ -442,6 +447,14 @@ def action_start(match: re.Match[str]) -> int:
         if name.startswith("act") and match.group(name) is not None:
             return match.start(name)
     return match.start()
+
+
+def action_end(match: re.Match[str]) -> int:
+    """Returns where the rule's action word ends (a group named act...), else the match end."""
+    for name in match.re.groupindex:
+        if name.startswith("act") and match.group(name) is not None:
+            return match.end(name)
+    return match.end()
 
 
 def _blank(text: str, pattern: re.Pattern[str] | None) -> str:
@@ -493,6 +506,27 @@ def _is_benign(kind: str) -> bool:
     return kind == _BENIGN or kind.startswith(_BENIGN + "_")
 
 
+# The past-marker kind of a time gone by (scope `past.distant`), read anywhere in the match's
+# clause; kinds named `distant_<x>` are read the same way, for the profiles that list them
+# ("distant_affect": "at first I dreaded them").
+_DISTANT = "distant"
+
+
+def _is_distant(kind: str) -> bool:
+    """Tells whether a past-marker kind is read anywhere in its clause (a time gone by)."""
+    return kind == _DISTANT or kind.startswith(_DISTANT + "_")
+
+
+# The past-marker kind of being back on the medicine (scope `past.resumed`).
+_RESUMED = "resumed"
+
+
+def _taken_back(kind: str) -> bool:
+    """Tells whether a later "it's back" (scope `returns`) voids markers of this kind: an
+    outcome of a symptom, not a time gone by nor her being back on the medicine."""
+    return not _is_distant(kind) and kind != _RESUMED
+
+
 # An ellipsis joins a thought ("took the whole pack... of custard creams"): not a break.
 _ELLIPSIS = re.compile(r"\.{2,}|…")
 
@@ -535,14 +569,21 @@ def is_past(
             # may refuse some words anywhere in them: "one side", "suddenly").
             if pattern.search(later) and pattern.search(" , ".join(clauses[index : number + 1])):
                 return True
+    # "It went down overnight but it's back today": the sentence takes the outcome back (a
+    # symptom's, never her being back on the medicine: "restarted, but the pain is back").
+    returns = scope.returns is not None and any(
+        scope.returns.search(later) for later in clauses[index + 1 :]
+    )
     own = False
     for kind, pattern in markers:
+        if returns and _taken_back(kind):
+            continue
         for found in pattern.finditer(clause):
-            if kind == "distant" and not _distant_year_gone(found):
+            if _is_distant(kind) and not _distant_year_gone(found):
                 continue
             # A settled marker after the match, or one that holds it ("just a fatty lump").
             holds = found.start() <= match.start() and found.end() >= match.end()
-            if kind != "distant" and found.start() < match.end() and not holds:
+            if not _is_distant(kind) and found.start() < match.end() and not holds:
                 continue
             own = True
     if own:
@@ -553,7 +594,7 @@ def is_past(
         return scope.present is None or not scope.present.search(rest)
     if index > 0 and len(clauses[index - 1].split()) <= 4:
         for kind, pattern in markers:
-            if kind == "distant" and any(
+            if _is_distant(kind) and any(
                 _distant_year_gone(f) for f in pattern.finditer(clauses[index - 1])
             ):
                 return scope.present is None or not scope.present.search(clause)
@@ -563,7 +604,11 @@ def is_past(
         if scope.follow_on is not None and not scope.follow_on.match(later):
             continue
         for kind, pattern in markers:
-            if kind != "distant" and pattern.search(later):
+            if (
+                not _is_distant(kind)
+                and not (returns and _taken_back(kind))
+                and pattern.search(later)
+            ):
                 return scope.present is None or not scope.present.search(clause)
     return _told_outcome(clauses, index, match, profile, scope)
 
@@ -585,7 +630,9 @@ def _told_outcome(
     ]
     if not verdicts:
         return False
-    after = " , ".join([clauses[index][match.end() :], *clauses[index + 1 :]])
+    # From the end of the sign word: a match may run on into the words of the outcome ("lump
+    # came back" read as a place, in "the lump came back benign").
+    after = " , ".join([clauses[index][action_end(match) :], *clauses[index + 1 :]])
     if not any(v.search(after) for v in verdicts):
         return False
     rest = " , ".join([clauses[index][match.start() :], *clauses[index + 1 :]])
@@ -797,7 +844,9 @@ def detect(text: str, locale: str = DEFAULT_LOCALE) -> Detection:
     Rules read one clause at a time (or, with `span: sentence`, one sentence); a match that is
     negated or clearly in the past is ignored. Rules of kind `usage` recognise neutral
     questions about taking the medicine correctly: they set `topic` and switch off the rules
-    they name (`suppresses`), never a signal of another kind that fired on its own.
+    they name (`suppresses`), never a signal of another kind that fired on its own. A rule of
+    another kind may name rules to switch off too (a request for fewer messages switches off
+    the schedule rules in its sentence); it never switches off a rule of its own kind.
     """
     book = rulebook(locale)
     fired: set[tuple[str, str]] = set()
@@ -826,18 +875,21 @@ def detect(text: str, locale: str = DEFAULT_LOCALE) -> Detection:
                     fired.add((found, rule.id))
                     where.setdefault(rule.id, set()).add(number)
     usage = sorted(rid for found, rid in fired if found == "usage")
-    if usage:
-        off: set[str] = set()
-        for rule in book.rules:
-            if rule.id not in usage:
+    # Rules that switch others off when they fire: a usage question, and (blind round 12) a
+    # request about the bot's own messages ("text me once a week rather than every day"),
+    # which is not a schedule for her tablets. A rule never switches off its own kind.
+    suppressors = {rid: k for k, rid in fired}
+    off: set[str] = set()
+    for rule in book.rules:
+        if rule.id not in suppressors or not rule.suppresses:
+            continue
+        for k, rid in fired:
+            if k in ("usage", suppressors[rule.id]) or not _suppressed(rid, rule.suppresses):
                 continue
-            for k, rid in fired:
-                if k == "usage" or not _suppressed(rid, rule.suppresses):
-                    continue
-                if rule.suppress_within != "sentence" or where.get(rid, set()) <= where[rule.id]:
-                    off.add(rid)
-        dismissed |= off
-        fired = {(k, rid) for k, rid in fired if rid not in off}
+            if rule.suppress_within != "sentence" or where.get(rid, set()) <= where[rule.id]:
+                off.add(rid)
+    dismissed |= off
+    fired = {(k, rid) for k, rid in fired if rid not in off}
     signals = frozenset(found for found, _ in fired if found != "usage")
     kind: Kind = next((k for k in PRECEDENCE if k in signals), "none")
     return Detection(
