@@ -18,6 +18,7 @@ SECTIONS = (
     "heldout_10",
     "heldout_11",
     "heldout_12",
+    "heldout_13",
 )
 # Commits whose PARENT holds the rules as they were when each blind round was written.
 ROUND_COMMITS = {
@@ -32,4 +33,5 @@ ROUND_COMMITS = {
     "heldout_10": "4350f8b",
     "heldout_11": "9d19d89",
     "heldout_12": "f712f1e",
+    "heldout_13": "bdf2193",
 }
