@@ -225,8 +225,10 @@ class Normaliser:
     def _join_split_names(self, tokens: list[str]) -> list[str]:
         """Joins two or three short tokens that together spell a drug name ("let row zoll").
 
-        Only letters-only tokens of at most 6 letters are joined, starting with the name's
-        first letter, and only when the joined word is within the name's edit limit.
+        Only letters-only tokens of at most 6 letters are joined, none of them a small word
+        of grammar ("my arm is in a sling" is no drug name), starting with the name's first
+        letter, and only when the joined word is within the name's edit limit or sounds like
+        the name (`sounds_like`: "let rose all", blind round 13).
         """
         if not self.join_terms:
             return tokens
@@ -236,14 +238,17 @@ class Normaliser:
             joined_to = None
             for size in (3, 2):
                 parts = tokens[i : i + size]
-                if len(parts) < size or not all(p.isalpha() and len(p) <= 6 for p in parts):
+                if len(parts) < size or not all(
+                    p.isalpha() and len(p) <= 6 and p not in _NOT_SPLIT for p in parts
+                ):
                     continue
                 word = "".join(parts)
                 term = next(
                     (
                         t
                         for t in self.join_terms
-                        if word[0] == t[0] and _within_distance(word, t, self._limit(t))
+                        if word[0] == t[0]
+                        and (_within_distance(word, t, self._limit(t)) or sounds_like(word, t))
                     ),
                     None,
                 )
@@ -257,6 +262,37 @@ class Normaliser:
                 out.append(joined_to[0])
                 i += joined_to[1]
         return out
+
+
+# Small words of grammar a drug name split by dictation is never made of (blind round 13: "my
+# arm is in a sling" had read as "my aromasin a sling"). "a" and "all" stay: dictation turns
+# name endings into them ("exam a stain", "let rose all").
+_NOT_SPLIT = frozenset(
+    "am an and are as at be but by do for had has he her his i if in is"  # noqa: SIM905 (a word list)
+    " it me my no not of on or our she so the they to up was we you".split()
+)
+_SOUND_FOLDS = (("ph", "f"), ("ck", "k"), ("x", "ks"), ("q", "k"), ("c", "k"), ("z", "s"))
+
+
+def sound_key(word: str) -> str:
+    """Returns a rough key of how a word sounds: its first letter, then its consonants (z read
+    as s, c and q as k, x as ks, ph as f; vowels, w, h and y dropped; a repeat kept once)."""
+    for old, new in _SOUND_FOLDS:
+        word = word.replace(old, new)
+    key = word[:1]
+    for ch in word[1:]:
+        if ch not in "aeiouwhy" and ch != key[-1]:
+            key += ch
+    return key
+
+
+def sounds_like(word: str, term: str) -> bool:
+    """Tells whether a joined dictation word sounds like a drug name: the same sound key (one
+    consonant off for keys of 7 or more, "anna straw all"), and not more edits away than half
+    the name's letters ("later sally" keys like letrozole but is 6 edits away)."""
+    key, want = sound_key(word), sound_key(term)
+    close = key == want or (len(want) >= 7 and _within_distance(key, want, 1))
+    return close and _within_distance(word, term, (len(term) + 1) // 2)
 
 
 def _within_distance(a: str, b: str, limit: int) -> bool:
@@ -352,9 +388,18 @@ def parse_negations(
     }
 
 
+# Someone of the subject's own ("my friend's mum", "my husband's sister"): still not her.
+_KIN = (
+    r"(?: (?:mum|mom|mother|dad|father|husband|wife|partner|son|daughter|sister|brother|nan"
+    r"|gran|granny|grandma|grandad|aunt|auntie|uncle|cousin|niece|nephew|friend|neighbour"
+    r"|neighbor|boss|colleague|dog|cat))?"
+)
+
+
 def _others_regex(cues: Iterable[object], part: str | None = None) -> re.Pattern[str] | None:
-    """Compiles subject cues that must end the text before a match (an auxiliary may follow,
-    and, with `part`, one of the subject's body parts: "my son's knee")."""
+    """Compiles subject cues that must end the text before a match (one of the subject's own
+    people may follow, then an auxiliary, and, with `part`, one of the subject's body parts:
+    "my son's knee", "my friend's mum")."""
     found = _cue_regex(cues)
     if found is None:
         return None
@@ -366,15 +411,17 @@ def _others_regex(cues: Iterable[object], part: str | None = None) -> re.Pattern
         + part
         + r")s?)?"
     )
-    # Also the second verb of the same subject: "my friend fell and (could not get up)", and
-    # where the subject went with it: "my neighbour was taken to hospital with (chest pains)".
+    # Also the second verb of the same subject, up to six words on (blind round 13: "my
+    # neighbour fell off a ladder last week and (broke her wrist)"), and where the subject
+    # went with it: "my neighbour was taken to hospital with (chest pains)".
     return re.compile(
         found.pattern
+        + _KIN
         + owned
         + r"(?: (?:has|had|have|just|also|was|is|did|then|a|an|got|caught|been|getting"
         + r"|having|running|went|gone|goes|go|going|feels|felt|looks|looked|keeps|turned"
         + r"|came|all))*"
-        + r"(?:(?: (?!(?:i|me|my|and)\b)\S+){0,3} and)?"
+        + r"(?:(?: (?!(?:i|me|my|and)\b)\S+){0,6} and)?"
         + r"(?:(?: (?!(?:i|me|my|mum|mom|she|her|we|us)\b)\S+){0,5}"
         + r" (?:with|complaining of|because of)(?: (?:a|an|the|some|bad|severe|terrible))?)?"
         + r"\s*$"
@@ -810,6 +857,8 @@ def _reported_by_someone_else(book: RuleBook, clause: str, start: int) -> bool:
 
 
 _DISMISSED = "dismissed"
+# The kind of a rule that reads an everyday sense and sets it aside (see `detect`).
+NEUTRAL = "neutral"
 
 
 def _fires(book: RuleBook, rule: Rule, clauses: Sequence[str], index: int) -> str | None:
@@ -846,7 +895,8 @@ def detect(text: str, locale: str = DEFAULT_LOCALE) -> Detection:
     questions about taking the medicine correctly: they set `topic` and switch off the rules
     they name (`suppresses`), never a signal of another kind that fired on its own. A rule of
     another kind may name rules to switch off too (a request for fewer messages switches off
-    the schedule rules in its sentence); it never switches off a rule of its own kind.
+    the schedule rules in its sentence); it never switches off a rule of its own kind. Rules
+    of kind `neutral` read an everyday sense and set it aside: they are listed as dismissed.
     """
     book = rulebook(locale)
     fired: set[tuple[str, str]] = set()
@@ -875,6 +925,10 @@ def detect(text: str, locale: str = DEFAULT_LOCALE) -> Detection:
                     fired.add((found, rule.id))
                     where.setdefault(rule.id, set()).add(number)
     usage = sorted(rid for found, rid in fired if found == "usage")
+    # Rules of kind `neutral` read an everyday sense the second reader might take for a signal
+    # ("I've given up on the book club", blind round 13): never a signal, they count as read
+    # and set aside, and may switch off the rules they name in their sentence.
+    neutral = {rid for found, rid in fired if found == NEUTRAL}
     # Rules that switch others off when they fire: a usage question, and (blind round 12) a
     # request about the bot's own messages ("text me once a week rather than every day"),
     # which is not a schedule for her tablets. A rule never switches off its own kind.
@@ -888,8 +942,8 @@ def detect(text: str, locale: str = DEFAULT_LOCALE) -> Detection:
                 continue
             if rule.suppress_within != "sentence" or where.get(rid, set()) <= where[rule.id]:
                 off.add(rid)
-    dismissed |= off
-    fired = {(k, rid) for k, rid in fired if rid not in off}
+    dismissed |= off | neutral
+    fired = {(k, rid) for k, rid in fired if rid not in off and k != NEUTRAL}
     signals = frozenset(found for found, _ in fired if found != "usage")
     kind: Kind = next((k for k in PRECEDENCE if k in signals), "none")
     return Detection(
@@ -902,9 +956,10 @@ def detect(text: str, locale: str = DEFAULT_LOCALE) -> Detection:
 
 
 # Rule books read on every message besides her own locale's: Spanish (the next locale) and
-# German, French, Italian and Portuguese signs and phrases mixed into English (a book that
-# does not exist yet is skipped).
-ALSO_READ: tuple[str, ...] = ("es", "de", "fr", "it", "pt", "nl", "tl", "hi")
+# German, French, Italian and Portuguese signs and phrases mixed into English, Dutch, Tagalog,
+# Hindi-Urdu and (blind round 13) a small Polish book (a book that does not exist yet is
+# skipped).
+ALSO_READ: tuple[str, ...] = ("es", "de", "fr", "it", "pt", "nl", "tl", "hi", "pl")
 
 
 def in_book(book: str, rule_id: str) -> str:
