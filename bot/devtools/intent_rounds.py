@@ -19,6 +19,7 @@ SECTIONS = (
     "heldout_11",
     "heldout_12",
     "heldout_13",
+    "heldout_14",
 )
 # Commits whose PARENT holds the rules as they were when each blind round was written.
 ROUND_COMMITS = {
@@ -34,4 +35,5 @@ ROUND_COMMITS = {
     "heldout_11": "9d19d89",
     "heldout_12": "f712f1e",
     "heldout_13": "bdf2193",
+    "heldout_14": "84a1aa1",
 }
