@@ -20,6 +20,7 @@ SECTIONS = (
     "heldout_12",
     "heldout_13",
     "heldout_14",
+    "heldout_15",
 )
 # Commits whose PARENT holds the rules as they were when each blind round was written.
 ROUND_COMMITS = {
@@ -36,4 +37,5 @@ ROUND_COMMITS = {
     "heldout_12": "f712f1e",
     "heldout_13": "bdf2193",
     "heldout_14": "84a1aa1",
+    "heldout_15": "2a5b626",
 }
