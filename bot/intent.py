@@ -154,6 +154,43 @@ class Rule:
     suppress_within: str = "message"
 
 
+# A run-on message (dictated, with no full stops) is read in windows of at most WINDOW_WORDS
+# words that overlap by WINDOW_OVERLAP: the rules' cost grows faster than a sentence's length
+# (4,000 characters in one sentence took about a second on the event loop, which every other
+# chat waited behind), and a sign is told within a few words.
+WINDOW_WORDS = 60
+WINDOW_OVERLAP = 20
+
+
+def _windows(sentence: list[str]) -> list[list[str]]:
+    """Splits a sentence of clauses longer than WINDOW_WORDS into overlapping ones."""
+    if sum(len(clause.split()) for clause in sentence) <= WINDOW_WORDS:
+        return [sentence]
+    pieces: list[list[str]] = []  # clauses as word lists, long clauses cut with overlap
+    step = WINDOW_WORDS - WINDOW_OVERLAP
+    for clause in sentence:
+        words = clause.split()
+        if len(words) <= WINDOW_WORDS:
+            pieces.append(words)
+            continue
+        starts = [*range(0, len(words) - WINDOW_WORDS, step), len(words) - WINDOW_WORDS]
+        pieces += [words[start : start + WINDOW_WORDS] for start in starts]
+    windows: list[list[list[str]]] = [[]]
+    for piece in pieces:
+        if sum(map(len, windows[-1])) + len(piece) > WINDOW_WORDS and windows[-1]:
+            # The next window starts again with the clauses at the end of this one.
+            carried: list[list[str]] = []
+            for earlier in reversed(windows[-1]):
+                if sum(map(len, carried)) + len(earlier) + len(piece) > WINDOW_WORDS:
+                    break
+                if sum(map(len, carried)) + len(earlier) > WINDOW_OVERLAP:
+                    break
+                carried.insert(0, earlier)
+            windows.append(carried)
+        windows[-1].append(piece)
+    return [[" ".join(words) for words in window] for window in windows]
+
+
 @dataclass(frozen=True)
 class Normaliser:
     """Turns raw text into clean clauses: folding, contractions, rewrites, drug-name fixes."""
@@ -191,12 +228,13 @@ class Normaliser:
         return cleaned
 
     def sentences(self, text: str) -> list[list[str]]:
-        """Splits text into sentences of normalised clauses (empty ones dropped)."""
+        """Splits text into sentences of normalised clauses (empty ones dropped); a run-on
+        sentence longer than WINDOW_WORDS is read as overlapping windows (`_windows`)."""
         found = []
         for sentence in _SENTENCE_BREAK.split(_ELLIPSIS.sub(" ", self.fold(text))):
             parts = [self.clean(p) for p in _CLAUSE_BREAK.split(sentence)]
             if any(parts):
-                found.append([p for p in parts if p])
+                found.extend(_windows([p for p in parts if p]))
         return found
 
     def clauses(self, text: str) -> list[str]:
