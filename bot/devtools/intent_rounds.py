@@ -21,6 +21,7 @@ SECTIONS = (
     "heldout_13",
     "heldout_14",
     "heldout_15",
+    "heldout_16",
 )
 # Commits whose PARENT holds the rules as they were when each blind round was written.
 ROUND_COMMITS = {
@@ -38,4 +39,5 @@ ROUND_COMMITS = {
     "heldout_13": "bdf2193",
     "heldout_14": "84a1aa1",
     "heldout_15": "2a5b626",
+    "heldout_16": "2b49af9",
 }
