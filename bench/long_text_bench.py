@@ -19,7 +19,6 @@ import os
 import platform
 import re
 import statistics
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.pytest_workers_bench import git_revision  # noqa: E402
 from bot import intent  # noqa: E402
 
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -79,16 +79,9 @@ def run(repeats: int) -> dict[str, dict[str, list[float]]]:
 
 def docs_section(found: dict[str, dict[str, list[float]]], command: str) -> str:
     """Renders the figures as Markdown."""
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
     lines = [
-        f"Run on {datetime.now(UTC).date()} at commit {commit}"
-        + (" with uncommitted changes" if dirty else "")
-        + f"; {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}; "
+        f"Run on {datetime.now(UTC).date()} at commit {git_revision()}"
+        f"; {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}; "
         f"load average {os.getloadavg()[0]:.2f}.",
         "",
         f"    {command}",
