@@ -30,7 +30,14 @@ from bot.content import t
 from bot.db import Database
 from bot.devtools.fake_telegram import FakeMessage, FakeRequest, FakeTelegram
 from bot.devtools.updates import UpdateFactory
-from bot.models import CheckIn, CheckInStatus, OutboxState, OutgoingMessage, Participant
+from bot.models import (
+    CheckIn,
+    CheckInStatus,
+    OutboxState,
+    OutgoingMessage,
+    Participant,
+    ProcessedUpdate,
+)
 from bot.paths import data_dir
 
 DEMO_USER_ID = 5_000_000_042  # above 2**32, like real Telegram ids
@@ -144,6 +151,12 @@ class Demo:
         await self.app.initialize()
         if self.app.post_init:
             await self.app.post_init(self.app)
+        # A kept database remembers the updates it processed: go on after them, or every line
+        # typed would be dropped as a replay and get no reply.
+        async with self.db.session() as session:
+            last = (await session.exec(select(func.max(ProcessedUpdate.update_id)))).one()
+        if last is not None:
+            self.updates.continue_after(int(last))
         self.write(t("cli.demo.welcome", study=self.settings.study_name))
 
     async def stop(self) -> None:

@@ -226,3 +226,21 @@ def test_demo_database_is_fresh_unless_kept(tmp_path: Path) -> None:
     assert path.exists()
     fresh_database(path, keep=False)
     assert not path.exists()
+
+
+async def test_a_kept_demo_answers_what_she_types_next_time(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    first = Demo(settings, Screen().write)
+    await first.start()
+    await first.handle("/start")
+    await first.stop()
+    # `make demo` again with the database kept: the bot has processed updates before, and a
+    # line typed now must not be taken for one of them (a replay gets no reply).
+    screen = Screen()
+    again = Demo(settings, screen.write)
+    await again.start()
+    mark = len(screen.chunks)
+    await again.handle("/help")
+    await again.stop()
+    assert "(no reply)" not in screen.since(mark)
+    assert "bot:" in screen.since(mark)

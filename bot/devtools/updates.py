@@ -19,6 +19,11 @@ class UpdateFactory:
     bot: Bot
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(100_000))
 
+    def continue_after(self, last_id: int) -> None:
+        """Numbers the next updates after `last_id`, as Telegram does for a bot it knows: a
+        number the bot has processed before would be dropped as a replay."""
+        self._ids = itertools.count(max(last_id + 1, next(self._ids)))
+
     def _user(self, user_id: int, first_name: str, username: str | None) -> dict[str, Any]:
         user: dict[str, Any] = {
             "id": user_id,
