@@ -40,6 +40,7 @@ from bot.cli_common import database_failed as _database_failed
 from bot.cli_common import team_settings as _team_settings
 from bot.config import Settings
 from bot.content import t
+from bot.startup import resume_collector
 
 if TYPE_CHECKING:
     from bot.models import Alert, AuditEvent, OutgoingMessage, Role
@@ -147,6 +148,7 @@ def serve(settings: Settings, log_level: str) -> int:
 
     db = Database(settings.database_url)
     app = build_application(settings, db)
+    resume_collector()  # what start-up built is frozen; polling runs with the collector on
     server = shown_server(settings)
     token = settings.telegram_bot_token or ""
 
@@ -1063,6 +1065,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs one subcommand and returns its exit code."""
     args = build_parser().parse_args(argv)
+    if args.handler is not cmd_run:
+        # Only `run` keeps the collector paused (`bot.startup`) until its Application is built.
+        resume_collector()
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -294,3 +296,50 @@ def test_run_with_the_replaced_contact_expectation_says_what_replaced_it(
     err = capsys.readouterr().err
     assert code == 2
     assert "CONTACT_WITHIN_WORKING_DAYS" in err and "no longer exists" in err
+
+
+def test_console_script_builds_with_the_collector_paused_and_serves_with_it_on(
+    env: dict[str, str], server: FakeBotApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`bot.startup`: no collections while start-up builds its objects; on for serving."""
+    from bot import app as app_module
+    from bot import runtime, startup
+
+    seen: dict[str, object] = {}
+    build = app_module.build_application
+
+    def watched_build(*args: Any, **kwargs: Any) -> Any:
+        seen["while_building"] = gc.isenabled()
+        return build(*args, **kwargs)
+
+    async def serving(*_args: object) -> None:  # where polling would start
+        seen["while_serving"] = gc.isenabled()
+        seen["frozen"] = gc.get_freeze_count()
+
+    monkeypatch.setattr(app_module, "build_application", watched_build)
+    monkeypatch.setattr(runtime, "run", serving)
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", GOOD_TOKEN)
+    monkeypatch.setenv("TELEGRAM_API_BASE_URL", server.root_url)
+    monkeypatch.setattr(sys, "argv", ["adherence-bot", "run"])
+    try:
+        assert startup.main() == 0
+    finally:
+        gc.unfreeze()
+    assert seen["while_building"] is False
+    assert seen["while_serving"] is True and int(str(seen["frozen"])) > 10_000
+    assert gc.isenabled()
+
+
+def test_console_script_runs_other_commands_with_the_collector_on(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot import cli, startup
+
+    seen: list[bool] = []
+    monkeypatch.setattr(cli, "cmd_audit", lambda _args: seen.append(gc.isenabled()) or 0)
+    monkeypatch.setattr(sys, "argv", ["adherence-bot", "audit"])
+    try:
+        assert startup.main() == 0
+    finally:
+        gc.unfreeze()
+    assert seen == [True] and gc.isenabled()
