@@ -29,6 +29,9 @@ class Services:
         self.bot_username: str = ""
         # Set after a 429 in this process: no reply goes out before it (shared/architecture.md).
         self.held_until: datetime | None = None
+        # When this process next looks for schedules with no check-in waiting (the dispatcher's
+        # safety net, a scan of every schedule): once a minute, not on every tick.
+        self.heal_after: datetime | None = None
         # Typed text by what she was asked (`bot.awaiting.AwaitKind`), filled by the routing
         # table in bot/app.py, so the fallback hands text on without importing other flows.
         self.text_routes: dict[str, Callable[[Any], Awaitable[bool]]] = {}

@@ -613,6 +613,23 @@ async def test_schedule_without_a_pending_checkin_is_planned(h: Harness) -> None
     assert upcoming.due_at == datetime(2026, 1, 12, 9, 30, tzinfo=UTC)
 
 
+async def test_the_safety_net_looks_for_unplanned_schedules_once_a_minute(h: Harness) -> None:
+    """heal_schedules reads every schedule, so it runs on the first tick and then once a
+    minute; a schedule left without a check-in in between waits for the next look."""
+    from tests.factories import make_active_participant
+
+    await tick(h)  # the first look, with nobody enrolled
+    p = await make_active_participant(h.db, checkin_time="09:30")
+    for _ in range(5):  # 50 s of ticks: no look yet
+        clock.advance(timedelta(seconds=10))
+        assert (await tick(h)).planned == 0
+    assert await pending_checkins(h.db, p.id or 0) == []
+    clock.advance(timedelta(seconds=10))
+    assert (await tick(h)).planned == 1
+    upcoming = await pending(h, p.id or 0)
+    assert upcoming.due_at == datetime(2026, 1, 12, 9, 30, tzinfo=UTC)
+
+
 # ---------------------------------------------------------------- the job
 
 
