@@ -303,7 +303,7 @@ def test_console_script_builds_with_the_collector_paused_and_serves_with_it_on(
 ) -> None:
     """`bot.startup`: no collections while start-up builds its objects; on for serving."""
     from bot import app as app_module
-    from bot import runtime, startup
+    from bot import cli, runtime, startup
 
     seen: dict[str, object] = {}
     build = app_module.build_application
@@ -318,6 +318,8 @@ def test_console_script_builds_with_the_collector_paused_and_serves_with_it_on(
 
     monkeypatch.setattr(app_module, "build_application", watched_build)
     monkeypatch.setattr(runtime, "run", serving)
+    # `run` configures the root logger for the process; here that would outlive the test.
+    monkeypatch.setattr(cli, "_configure_logging", lambda *_args: None)
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", GOOD_TOKEN)
     monkeypatch.setenv("TELEGRAM_API_BASE_URL", server.root_url)
     monkeypatch.setattr(sys, "argv", ["adherence-bot", "run"])
