@@ -193,7 +193,8 @@ class Participant(SQLModel, table=True):
     invite_id: int | None = Field(default=None, foreign_key="invite.id")
     site_study_id: str | None = Field(default=None, max_length=64)
     status: Lifecycle = enum_column(Lifecycle, Lifecycle.invited, index=True)
-    reachable: bool = True
+    # Indexed for the dispatcher's standing rules, which look for the unreachable few each tick.
+    reachable: bool = Field(default=True, index=True)
     unreachable_since: datetime | None = ts()
     paused_until: datetime | None = ts()
     medicine: str | None = Field(default=None, max_length=32)
