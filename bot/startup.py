@@ -1,4 +1,4 @@
-"""The `adherence-bot` console script: starts the command line with the collector paused.
+"""Start-up with the cyclic garbage collector paused (the console script: `bot/__main__.py`).
 
 Importing the bot and its stack (SQLAlchemy, pydantic, python-telegram-bot) creates several
 hundred thousand objects that live as long as the process. While they are being created, the
@@ -28,14 +28,3 @@ def resume_collector() -> None:
         _paused["by_us"] = False
         gc.freeze()
         gc.enable()
-
-
-def main() -> int:
-    """Runs `adherence-bot` (see `bot.cli.main`), importing it with the collector paused."""
-    pause_collector()
-    try:
-        from bot import cli
-
-        return cli.main()
-    finally:
-        resume_collector()

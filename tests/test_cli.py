@@ -303,7 +303,8 @@ def test_console_script_builds_with_the_collector_paused_and_serves_with_it_on(
 ) -> None:
     """`bot.startup`: no collections while start-up builds its objects; on for serving."""
     from bot import app as app_module
-    from bot import cli, runtime, startup
+    from bot import cli, runtime
+    from bot.__main__ import main as console_script
 
     seen: dict[str, object] = {}
     build = app_module.build_application
@@ -324,7 +325,7 @@ def test_console_script_builds_with_the_collector_paused_and_serves_with_it_on(
     monkeypatch.setenv("TELEGRAM_API_BASE_URL", server.root_url)
     monkeypatch.setattr(sys, "argv", ["adherence-bot", "run"])
     try:
-        assert startup.main() == 0
+        assert console_script() == 0
     finally:
         gc.unfreeze()
     assert seen["while_building"] is False
@@ -335,13 +336,14 @@ def test_console_script_builds_with_the_collector_paused_and_serves_with_it_on(
 def test_console_script_runs_other_commands_with_the_collector_on(
     env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot import cli, startup
+    from bot import cli
+    from bot.__main__ import main as console_script
 
     seen: list[bool] = []
     monkeypatch.setattr(cli, "cmd_audit", lambda _args: seen.append(gc.isenabled()) or 0)
     monkeypatch.setattr(sys, "argv", ["adherence-bot", "audit"])
     try:
-        assert startup.main() == 0
+        assert console_script() == 0
     finally:
         gc.unfreeze()
     assert seen == [True] and gc.isenabled()
