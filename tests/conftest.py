@@ -1,9 +1,29 @@
 """Fixtures: a real database, real PTB handlers, a fake Bot API at the transport layer."""
 
+# The imports below come after the collector is paused, on purpose.
+# ruff: noqa: E402
+
 from __future__ import annotations
 
-import asyncio
 import gc
+
+from bot.startup import pause_collector, resume_collector
+
+# The collector, as `bot/startup.py` handles it for the bot: off while each worker imports the
+# stack and the test modules (collections then only rescan objects that live as long as the
+# worker), then what collection built is frozen. Between tests, a larger first generation:
+# each test builds an Application and a database and leaves most of it to reference counting,
+# so collecting every 700 allocations mostly rescans live objects (on six of the heaviest
+# files in turns, 70-73 s of user CPU against 80-89 s: docs/benchmarks.md).
+pause_collector()
+
+
+def _resume_collector() -> None:
+    resume_collector()
+    gc.set_threshold(50_000, 20, 100)
+
+
+import asyncio
 import os
 import shutil
 import tempfile
@@ -24,21 +44,6 @@ from bot.config import Settings
 from bot.db import Database
 from bot.devtools.fake_telegram import FakeMessage, FakeRequest, FakeTelegram
 from bot.devtools.updates import UpdateFactory
-
-# The collector, as `bot/startup.py` handles it for the bot: off while the test modules and
-# the bot's stack are imported (collections then only rescan objects that live as long as the
-# worker), then what collection built is frozen. Between tests, a larger first generation:
-# each test builds an Application and a database and leaves most of it to reference counting,
-# so collecting every 700 allocations mostly rescans live objects (about 5-10% of the suite's
-# CPU, measured on three test files in turns).
-gc.disable()
-
-
-def _resume_collector() -> None:
-    if not gc.isenabled():
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 100)
-        gc.enable()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
