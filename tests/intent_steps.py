@@ -12,11 +12,18 @@ from sqlmodel import select
 
 from bench.score_intent import markers, paths_of, top_path
 from bot.content import parse_yaml
+from bot.intent import read_text
 from bot.models import Alert, ClarifyingQuestion
 from tests.conftest import PATIENT, Harness
 from tests.factories import make_active_participant
 
 LABELLED = Path(__file__).parent / "data" / "intent_labelled_en.yaml"
+
+
+def reads_as_none(text: str) -> None:
+    """Checks that the rules alone find nothing in `text` (no kind, no safety path)."""
+    found = read_text(text)
+    assert found.kind == "none", found
 
 
 async def reply_paths(h: Harness, text: str) -> set[str]:
